@@ -1,0 +1,178 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// errKeyTaken means a concurrent request with the same key committed between this
+// transaction's read of the key and its insert: roll back and replay that request's record.
+var errKeyTaken = errors.New("idempotency key committed concurrently")
+
+// keyRecord is a stored idempotency record.
+type keyRecord struct {
+	fingerprint  []byte
+	outcome      []byte
+	errorReason  *string
+	errorMessage *string
+}
+
+// Apply implements settlement.Store.
+func (s *Store) Apply(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	var out settlement.Outcome
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		out, err = s.applyTx(ctx, tx, cmd, fp, now)
+		return err
+	})
+	var replayed *settlement.ReplayedError
+	switch {
+	case errors.Is(err, errKeyTaken):
+		return s.replay(ctx, cmd, fp)
+	case errors.As(err, &replayed):
+		return settlement.Outcome{}, err
+	case settlement.IsRecorded(err):
+		return s.recordFailure(ctx, cmd, fp, err, now)
+	}
+	return out, err
+}
+
+// applyTx is one attempt: read the key; replay it, or apply the effect and store the key.
+func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	rec, found, err := readKey(ctx, tx, cmd.PartnerID, cmd.IdempotencyKey)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	if found {
+		return rec.replay(fp)
+	}
+	var w writes
+	out, err := s.effect(ctx, tx, &w, cmd, now)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	w.exec("insert idempotency key", -1, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (partner_id, key) DO NOTHING`,
+		cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, body, now)
+	inserted, err := w.send(ctx, tx)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	if inserted != 1 {
+		return settlement.Outcome{}, errKeyTaken
+	}
+	return out, nil
+}
+
+func (s *Store) effect(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
+	switch cmd.Op {
+	case settlement.OpAward:
+		return s.award(ctx, tx, w, cmd, now)
+	case settlement.OpRedeem:
+		return s.redeem(ctx, tx, w, cmd, now)
+	case settlement.OpAuthorize:
+		return s.authorize(ctx, tx, w, cmd, now)
+	case settlement.OpCapture:
+		return s.capture(ctx, tx, w, cmd, now)
+	case settlement.OpVoid:
+		return s.void(ctx, tx, w, cmd, now)
+	case settlement.OpReverse:
+		return s.reverse(ctx, tx, w, cmd, now)
+	default:
+		return settlement.Outcome{}, fmt.Errorf("unknown op %q", cmd.Op)
+	}
+}
+
+func readKey(ctx context.Context, tx pgx.Tx, partnerID, key string) (keyRecord, bool, error) {
+	var r keyRecord
+	err := tx.QueryRow(ctx, `SELECT fingerprint, outcome, error_reason, error_message
+		FROM idempotency_keys WHERE partner_id = $1 AND key = $2`, partnerID, key).
+		Scan(&r.fingerprint, &r.outcome, &r.errorReason, &r.errorMessage)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return keyRecord{}, false, nil
+	}
+	if err != nil {
+		return keyRecord{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return r, true, nil
+}
+
+// replay returns the recorded outcome or error, or ErrIdempotencyKeyReused when fp differs.
+func (r keyRecord) replay(fp []byte) (settlement.Outcome, error) {
+	if !bytes.Equal(r.fingerprint, fp) {
+		return settlement.Outcome{}, settlement.ErrIdempotencyKeyReused
+	}
+	if r.errorReason != nil {
+		msg := ""
+		if r.errorMessage != nil {
+			msg = *r.errorMessage
+		}
+		return settlement.Outcome{}, settlement.ReplayError(*r.errorReason, msg)
+	}
+	var out settlement.Outcome
+	if err := json.Unmarshal(r.outcome, &out); err != nil {
+		return settlement.Outcome{}, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	out.Replayed = true
+	return out, nil
+}
+
+// replay reads back the record a concurrent request with the same key committed.
+func (s *Store) replay(ctx context.Context, cmd settlement.Command, fp []byte) (settlement.Outcome, error) {
+	var out settlement.Outcome
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		rec, found, err := readKey(ctx, tx, cmd.PartnerID, cmd.IdempotencyKey)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("idempotency key %q vanished after a conflict", cmd.IdempotencyKey)
+		}
+		out, err = rec.replay(fp)
+		return err
+	})
+	return out, err
+}
+
+// recordFailure stores a business error under the key, so a retry of the same request gets
+// the same answer even if the books have changed since. If another request stored the key
+// first, that request's record wins.
+func (s *Store) recordFailure(ctx context.Context, cmd settlement.Command, fp []byte, cause error, now time.Time) (settlement.Outcome, error) {
+	de, _ := settlement.AsError(cause)
+	var out settlement.Outcome
+	var result error
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		out, result = settlement.Outcome{}, cause
+		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
+			cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, de.Reason, cause.Error(), now)
+		if err != nil {
+			return fmt.Errorf("record failure: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return nil
+		}
+		rec, _, err := readKey(ctx, tx, cmd.PartnerID, cmd.IdempotencyKey)
+		if err != nil {
+			return err
+		}
+		out, result = rec.replay(fp)
+		return nil
+	})
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	return out, result
+}

@@ -1,0 +1,134 @@
+package sqlstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migration is one forward-only schema change: exactly one DDL statement.
+type Migration struct {
+	Version int64
+	Name    string
+	SQL     string
+}
+
+// Migrations returns the embedded migrations in version order.
+func Migrations() ([]Migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	out := make([]Migration, 0, len(names))
+	for _, path := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(path, "migrations/"), ".sql")
+		num, _, ok := strings.Cut(base, "_")
+		version, err := strconv.ParseInt(num, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", path)
+		}
+		body, err := migrationFiles.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 && out[len(out)-1].Version >= version {
+			return nil, fmt.Errorf("migration %s: version %d is not increasing", path, version)
+		}
+		out = append(out, Migration{Version: version, Name: base, SQL: string(body)})
+	}
+	return out, nil
+}
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INT8 PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)`
+
+// Migrate applies every embedded migration not yet applied, each in its own transaction
+// together with its schema_migrations row, and returns how many it applied. Concurrent
+// migrators are safe: the loser of a race on a version sees it applied and moves on.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	migrations, err := Migrations()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := pool.Exec(ctx, createMigrationsTable); err != nil {
+		return 0, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	runner, err := NewRunner(pool, RunnerConfig{})
+	if err != nil {
+		return 0, err
+	}
+	applied := 0
+	for _, m := range migrations {
+		did, err := applyMigration(ctx, runner, m)
+		if err != nil {
+			return applied, fmt.Errorf("migration %s: %w", m.Name, err)
+		}
+		if did {
+			applied++
+			log.Info("applied migration", "version", m.Version, "name", m.Name)
+		}
+	}
+	return applied, nil
+}
+
+func applyMigration(ctx context.Context, runner *Runner, m Migration) (bool, error) {
+	did := false
+	err := runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		did = false
+		var exists bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&exists)
+		if err != nil || exists {
+			return err
+		}
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("exec: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING`, m.Version, m.Name)
+		if err != nil {
+			return err
+		}
+		did = tag.RowsAffected() == 1
+		return nil
+	})
+	if isUniqueViolation(err) {
+		return false, nil
+	}
+	return did, err
+}
+
+// SchemaVersion returns the highest applied migration version (0 when none).
+func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var v *int64
+	err := pool.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
+	if err != nil {
+		return 0, err
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var s interface{ SQLState() string }
+	return err != nil && errors.As(err, &s) && s.SQLState() == "23505"
+}

@@ -1,0 +1,171 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// lotPageSize bounds how many lots one query reads while consuming a redemption.
+const lotPageSize = 200
+
+// award credits a new lot issued by the caller, enrolling the member on first award. A member
+// in debt (a reversed award whose points were already spent) pays it back from this lot first.
+func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
+	var bal settlement.Balance
+	var status string
+	var oldDebt, newDebt int64
+	err := tx.QueryRow(ctx, `WITH old AS (SELECT debt FROM members WHERE id = $1)
+		INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
+		ON CONFLICT (id) DO UPDATE SET
+			posted = members.posted + excluded.posted,
+			debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
+			updated_at = excluded.updated_at
+		RETURNING posted, held, debt, status, COALESCE((SELECT debt FROM old), 0)`,
+		cmd.MemberID, cmd.Points, now).Scan(&bal.Posted, &bal.Held, &newDebt, &status, &oldDebt)
+	if err != nil {
+		return settlement.Outcome{}, fmt.Errorf("credit member: %w", err)
+	}
+	if status != "active" {
+		return settlement.Outcome{}, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, cmd.MemberID)
+	}
+	bal.MemberID = cmd.MemberID
+	occurred := cmd.OccurredAt
+	if occurred.IsZero() {
+		occurred = now
+	}
+	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
+		Kind: settlement.KindAward, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
+	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
+		points: t.Points, reference: t.Reference, key: cmd.IdempotencyKey, metadata: cmd.Metadata,
+		occurredAt: occurred, createdAt: now},
+		entry{memberAccount(cmd.MemberID), cmd.Points},
+		entry{partnerIssuedAccount(cmd.PartnerID), -cmd.Points})
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	repaid := oldDebt - newDebt
+	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
+		now.Add(s.lotLifetime), now)
+	return settlement.Outcome{Transaction: t, Balance: bal}, nil
+}
+
+// redeem spends points at the caller: the balance is debited only if enough is available
+// (checked by the UPDATE itself), then lots are consumed soonest-expiring first.
+func (s *Store) redeem(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
+	bal, err := s.debitAvailable(ctx, tx, cmd.MemberID, cmd.Points, now,
+		`UPDATE members SET posted = posted - $2, updated_at = $3
+		 WHERE id = $1 AND status = 'active' AND posted - held >= $2 RETURNING posted, held`)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
+		Kind: settlement.KindRedeem, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
+	if err := consumeLots(ctx, tx, w, t.ID, cmd.MemberID, cmd.Points, now); err != nil {
+		return settlement.Outcome{}, err
+	}
+	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
+		points: t.Points, reference: t.Reference, key: cmd.IdempotencyKey, occurredAt: now, createdAt: now},
+		entry{memberAccount(cmd.MemberID), -cmd.Points},
+		entry{partnerRedeemedAccount(cmd.PartnerID), cmd.Points})
+	return settlement.Outcome{Transaction: t, Balance: bal}, err
+}
+
+// debitAvailable runs a conditional UPDATE that succeeds only when the member is active and has
+// enough available points. When it matches nothing it finds out why: unknown member, blocked
+// member, or insufficient points — after releasing the member's holds whose TTL has passed,
+// which no longer count against the balance, and trying once more.
+func (s *Store) debitAvailable(ctx context.Context, tx pgx.Tx, memberID string, points int64, now time.Time, update string) (settlement.Balance, error) {
+	bal := settlement.Balance{MemberID: memberID}
+	for attempt := 0; ; attempt++ {
+		err := tx.QueryRow(ctx, update, memberID, points, now).Scan(&bal.Posted, &bal.Held)
+		if err == nil {
+			return bal, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return bal, fmt.Errorf("debit member: %w", err)
+		}
+		var status string
+		err = tx.QueryRow(ctx, `SELECT status, posted, held FROM members WHERE id = $1`, memberID).Scan(&status, &bal.Posted, &bal.Held)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return bal, fmt.Errorf("%w: %s", settlement.ErrMemberNotFound, memberID)
+		case err != nil:
+			return bal, fmt.Errorf("read member: %w", err)
+		case status != "active":
+			return bal, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, memberID)
+		}
+		released := 0
+		if attempt == 0 {
+			if released, err = s.releaseMemberExpiredHolds(ctx, tx, memberID, now); err != nil {
+				return bal, err
+			}
+		}
+		if released == 0 {
+			return bal, fmt.Errorf("%w: available %d, requested %d", settlement.ErrInsufficientPoints, bal.Available(), points)
+		}
+	}
+}
+
+// consumeLots takes points from the member's unexpired lots, soonest-expiring first (then
+// oldest), and records the lineage of txnID.
+func consumeLots(ctx context.Context, tx pgx.Tx, w *writes, txnID, memberID string, points int64, now time.Time) error {
+	need := points
+	var seq int64
+	after := struct {
+		expires, created time.Time
+		id               string
+	}{}
+	first := true
+	for need > 0 {
+		rows, err := tx.Query(ctx, `SELECT id, issuer, remaining, expires_at, created_at FROM lots
+			WHERE member_id = $1 AND remaining > 0 AND expires_at > $2
+			  AND ($3 OR (expires_at, created_at, id) > ($4, $5, $6::UUID))
+			ORDER BY expires_at, created_at, id LIMIT $7`,
+			memberID, now, first, after.expires, after.created, nilIfEmpty(after.id), lotPageSize)
+		if err != nil {
+			return fmt.Errorf("read lots: %w", err)
+		}
+		n := 0
+		for rows.Next() && need > 0 {
+			var id, issuer string
+			var remaining int64
+			if err := rows.Scan(&id, &issuer, &remaining, &after.expires, &after.created); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan lot: %w", err)
+			}
+			n++
+			after.id = id
+			take := min(remaining, need)
+			need -= take
+			w.exec("consume lot", 1, `UPDATE lots SET remaining = remaining - $2 WHERE id = $1 AND remaining >= $2`, id, take)
+			w.exec("record lineage", 1, `INSERT INTO lot_consumptions (txn_id, lot_id, seq, issuer, points) VALUES ($1, $2, $3, $4, $5)`,
+				txnID, id, seq, issuer, take)
+			seq++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read lots: %w", err)
+		}
+		if n < lotPageSize && need > 0 {
+			// The balance covers it but unexpired lots do not: the rest expired and awaits the sweeper.
+			return fmt.Errorf("%w: %d points have expired", settlement.ErrInsufficientPoints, need)
+		}
+		first = false
+	}
+	return nil
+}
+
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

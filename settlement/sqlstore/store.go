@@ -1,0 +1,174 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultLotLifetime is how long awarded points live before they expire (coalition policy).
+const DefaultLotLifetime = 2 * 365 * 24 * time.Hour
+
+// Config configures a Store.
+type Config struct {
+	Pool        *pgxpool.Pool // required
+	Runner      RunnerConfig
+	Logger      *slog.Logger  // default slog.Default()
+	LotLifetime time.Duration // default DefaultLotLifetime
+}
+
+// Store implements settlement.Store on SQL.
+type Store struct {
+	pool        *pgxpool.Pool
+	runner      *Runner
+	log         *slog.Logger
+	lotLifetime time.Duration
+}
+
+// New returns a Store.
+func New(cfg Config) (*Store, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("sqlstore: Config.Pool is required")
+	}
+	runner, err := NewRunner(cfg.Pool, cfg.Runner)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.LotLifetime <= 0 {
+		cfg.LotLifetime = DefaultLotLifetime
+	}
+	return &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime}, nil
+}
+
+// Open connects a pool to url with at most maxConns connections (0 = pgx's default) and
+// checks the connection.
+func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return pool, nil
+}
+
+// Ping checks the database, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Runner returns the store's transaction runner.
+func (s *Store) Runner() *Runner { return s.runner }
+
+// newID returns a random (version 4) UUID. Random keys spread writes across CockroachDB ranges.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("sqlstore: crypto/rand: " + err.Error()) // never fails on Linux
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// Account names of the double-entry ledger (DESIGN.md §4).
+func memberAccount(id string) string          { return "member:" + id }
+func memberHoldsAccount(id string) string     { return "member:" + id + ":holds" }
+func partnerIssuedAccount(id string) string   { return "partner:" + id + ":issued" }
+func partnerRedeemedAccount(id string) string { return "partner:" + id + ":redeemed" }
+func partnerIssuer(id string) string          { return "partner:" + id }
+
+// writes queues a transaction's writes to send in one round trip (pgx batch).
+type writes struct {
+	batch pgx.Batch
+	want  []int64 // expected rows affected per statement; -1 means any
+	what  []string
+}
+
+// exec queues a statement expected to affect exactly wantRows rows (-1: any).
+func (w *writes) exec(what string, wantRows int64, sql string, args ...any) {
+	w.batch.Queue(sql, args...)
+	w.want = append(w.want, wantRows)
+	w.what = append(w.what, what)
+}
+
+// send runs the queued statements and returns the rows affected by the last one.
+func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
+	if len(w.want) == 0 {
+		return 0, nil
+	}
+	br := tx.SendBatch(ctx, &w.batch)
+	var last int64
+	for i, want := range w.want {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return 0, fmt.Errorf("%s: %w", w.what[i], err)
+		}
+		last = tag.RowsAffected()
+		if want >= 0 && last != want {
+			_ = br.Close()
+			return 0, fmt.Errorf("%s: affected %d rows, want %d", w.what[i], last, want)
+		}
+	}
+	return last, br.Close()
+}
+
+type entry struct {
+	account string
+	amount  int64
+}
+
+// txnRow is a transactions row about to be written.
+type txnRow struct {
+	id, partnerID, memberID, kind string
+	points                        int64
+	reference, reason, key        string
+	reversesID, holdID            *string
+	metadata                      map[string]string
+	occurredAt, createdAt         time.Time
+}
+
+// addTxn queues the transaction row and its entries, which must sum to zero.
+func (w *writes) addTxn(t txnRow, entries ...entry) error {
+	var sum int64
+	for _, e := range entries {
+		sum += e.amount
+	}
+	if sum != 0 || len(entries) < 2 {
+		return fmt.Errorf("transaction %s: %d entries sum to %d, want 0", t.id, len(entries), sum)
+	}
+	var metadata any
+	if len(t.metadata) > 0 {
+		metadata = t.metadata
+	}
+	w.exec("insert transaction", 1, `INSERT INTO transactions
+		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt)
+	for i, e := range entries {
+		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			t.id, i, e.account, e.amount, t.createdAt)
+	}
+	return nil
+}
+
+func strPtr(s string) *string { return &s }

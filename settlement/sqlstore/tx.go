@@ -1,0 +1,157 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// SQLSTATEs the runner treats as "run the whole transaction again".
+const (
+	sqlstateSerializationFailure = "40001"
+	sqlstateDeadlockDetected     = "40P01"
+)
+
+// commitTimeout bounds COMMIT on a context detached from the caller's: a caller that gives up
+// mid-commit must not turn a definite outcome into an ambiguous one.
+const commitTimeout = 10 * time.Second
+
+// RunnerConfig configures the transaction runner.
+type RunnerConfig struct {
+	// MaxRetries is how many times a transaction is re-run after a retryable failure. Must be
+	// positive; default 20.
+	MaxRetries int
+	// BackoffBase is the first retry's maximum delay; it doubles per attempt up to BackoffMax.
+	// Defaults 2ms and 200ms. The actual delay is uniformly random below the cap (full jitter).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// OnRetry, when set, is told about each retry (metrics, tests).
+	OnRetry func(attempt int, err error)
+}
+
+// Runner runs closures in SERIALIZABLE transactions, retrying 40001 (both engines) and 40P01
+// (PostgreSQL deadlocks) around the whole BEGIN…COMMIT, including failures raised by COMMIT.
+type Runner struct {
+	pool *pgxpool.Pool
+	cfg  RunnerConfig
+}
+
+// NewRunner returns a Runner on pool.
+func NewRunner(pool *pgxpool.Pool, cfg RunnerConfig) (*Runner, error) {
+	if pool == nil {
+		return nil, errors.New("sqlstore: runner needs a pool")
+	}
+	if cfg.MaxRetries < 0 {
+		return nil, fmt.Errorf("sqlstore: MaxRetries must be positive, got %d", cfg.MaxRetries)
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 20
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 2 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 200 * time.Millisecond
+	}
+	return &Runner{pool: pool, cfg: cfg}, nil
+}
+
+// Run runs fn in a transaction and commits it. fn must touch only the database and return
+// database errors wrapped with %w, or retries silently stop. Errors: whatever fn returns,
+// settlement.ErrAmbiguousCommit when COMMIT's outcome is unknown, settlement.ErrTransactionConflict
+// when the retry bound is exhausted.
+func (r *Runner) Run(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	attempt := 0
+	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, r.cfg.MaxRetries), func(ctx context.Context, _ ...any) error {
+		if attempt > 0 {
+			if err := r.sleep(ctx, attempt); err != nil {
+				return err
+			}
+		}
+		attempt++
+		err := r.once(ctx, fn)
+		if err != nil && isRetryable(err) && r.cfg.OnRetry != nil {
+			r.cfg.OnRetry(attempt, err)
+		}
+		return err
+	})
+	var maxed *crdb.MaxRetriesExceededError
+	if errors.As(err, &maxed) {
+		return fmt.Errorf("%w (%d attempts): %v", settlement.ErrTransactionConflict, attempt, err)
+	}
+	return err
+}
+
+func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		return retryable(fmt.Errorf("begin: %w", err))
+	}
+	if err := fn(ctx, tx); err != nil {
+		rollback(tx)
+		return retryable(err)
+	}
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := tx.Commit(commitCtx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			// The server answered: the transaction did not commit.
+			return retryable(fmt.Errorf("commit: %w", err))
+		}
+		return fmt.Errorf("%w: commit: %v", settlement.ErrAmbiguousCommit, err)
+	}
+	return nil
+}
+
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	// The transaction is abandoned either way; a failed rollback closes the connection.
+	_ = tx.Rollback(ctx)
+}
+
+func (r *Runner) sleep(ctx context.Context, attempt int) error {
+	capDelay := r.cfg.BackoffBase << min(attempt-1, 16)
+	if capDelay > r.cfg.BackoffMax || capDelay <= 0 {
+		capDelay = r.cfg.BackoffMax
+	}
+	t := time.NewTimer(rand.N(capDelay) + 1)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryError presents a PostgreSQL deadlock as a serialization failure, the one code
+// crdb.ExecuteCtx retries, and keeps the original in the chain.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string    { return e.err.Error() }
+func (e *retryError) Unwrap() error    { return e.err }
+func (e *retryError) SQLState() string { return sqlstateSerializationFailure }
+
+func retryable(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == sqlstateDeadlockDetected {
+		return &retryError{err: err}
+	}
+	return err
+}
+
+func isRetryable(err error) bool {
+	var s interface{ SQLState() string }
+	return errors.As(err, &s) && s.SQLState() == sqlstateSerializationFailure
+}

@@ -1,0 +1,74 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Violation is one broken ledger invariant.
+type Violation struct {
+	Check  string
+	Detail string
+}
+
+// invariants are queries that return one row per violation (DESIGN.md §4). Each reads the
+// whole ledger: they are for tests and `coalition verify`, not the request path.
+var invariants = []struct{ check, sql string }{
+	{"entries of each transaction sum to zero",
+		`SELECT txn_id::TEXT, sum(amount)::TEXT FROM entries GROUP BY txn_id HAVING sum(amount) <> 0`},
+	{"every transaction has entries",
+		`SELECT t.id::TEXT, t.kind FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.txn_id = t.id)`},
+	{"member posted balance equals its entries",
+		`SELECT m.id, m.posted::TEXT || ' vs ' || COALESCE(e.total, 0)::TEXT FROM members m
+		 LEFT JOIN (SELECT account, sum(amount) AS total FROM entries GROUP BY account) e ON e.account = 'member:' || m.id
+		 LEFT JOIN (SELECT account, sum(amount) AS total FROM entries GROUP BY account) h ON h.account = 'member:' || m.id || ':holds'
+		 WHERE m.posted <> COALESCE(e.total, 0) + COALESCE(h.total, 0)`},
+	{"member held equals its open holds and its holds account",
+		`SELECT m.id, m.held::TEXT || ' vs ' || COALESCE(o.total, 0)::TEXT || '/' || COALESCE(h.total, 0)::TEXT FROM members m
+		 LEFT JOIN (SELECT member_id, sum(points) AS total FROM holds WHERE status = 'open' GROUP BY member_id) o ON o.member_id = m.id
+		 LEFT JOIN (SELECT account, sum(amount) AS total FROM entries GROUP BY account) h ON h.account = 'member:' || m.id || ':holds'
+		 WHERE m.held <> COALESCE(o.total, 0) OR m.held <> COALESCE(h.total, 0)`},
+	{"lots remaining minus debt equals posted",
+		`SELECT m.id, COALESCE(l.total, 0)::TEXT || ' - ' || m.debt::TEXT || ' vs ' || m.posted::TEXT FROM members m
+		 LEFT JOIN (SELECT member_id, sum(remaining) AS total FROM lots GROUP BY member_id) l ON l.member_id = m.id
+		 WHERE COALESCE(l.total, 0) - m.debt <> m.posted`},
+	{"redemptions are fully traced to lots",
+		`SELECT t.id::TEXT, t.points::TEXT || ' vs ' || COALESCE(sum(c.points), 0)::TEXT FROM transactions t
+		 LEFT JOIN lot_consumptions c ON c.txn_id = t.id
+		 WHERE t.kind IN ('redeem', 'capture') GROUP BY t.id, t.points HAVING t.points <> COALESCE(sum(c.points), 0)`},
+	{"no available balance below zero unless from a reversed award",
+		`SELECT id, (posted - held)::TEXT FROM members WHERE posted - held < 0 AND debt = 0`},
+	{"issued - reversed = outstanding + redeemed",
+		`SELECT 'coalition', i::TEXT || ' vs ' || o::TEXT || ' + ' || r::TEXT FROM (SELECT
+		   (SELECT COALESCE(sum(points - reversed), 0) FROM lots) AS i,
+		   (SELECT COALESCE(sum(remaining), 0) FROM lots) AS o,
+		   (SELECT COALESCE(sum(points - returned), 0) FROM lot_consumptions) AS r,
+		   (SELECT COALESCE(sum(debt), 0) FROM members) AS d) x WHERE i + d <> o + r`},
+}
+
+// Verify checks the ledger invariants on one consistent snapshot and returns every violation.
+func (s *Store) Verify(ctx context.Context) ([]Violation, error) {
+	var out []Violation
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		out = out[:0]
+		for _, inv := range invariants {
+			rows, err := tx.Query(ctx, inv.sql)
+			if err != nil {
+				return fmt.Errorf("%s: %w", inv.check, err)
+			}
+			found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Violation, error) {
+				var a, b string
+				err := r.Scan(&a, &b)
+				return Violation{Check: inv.check, Detail: a + ": " + b}, err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", inv.check, err)
+			}
+			out = append(out, found...)
+		}
+		return nil
+	})
+	return out, err
+}
