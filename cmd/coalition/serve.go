@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/coalitionexchange/coalition/gateway"
+	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
+	"github.com/coalitionexchange/coalition/settlement"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore"
+)
+
+// gatewayOptions are the flags shared by serve and dev.
+type gatewayOptions struct {
+	grpcAddr          string
+	httpAddr          string
+	trustDomain       string
+	reflection        bool
+	shutdownTimeout   time.Duration
+	holdSweepInterval time.Duration
+	partnerCacheTTL   time.Duration
+	maxConns          int32
+	logFormat         string
+}
+
+func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string, reflection bool) {
+	f := cmd.Flags()
+	f.StringVar(&o.grpcAddr, "grpc-addr", grpcAddr, "address of the partner gRPC API (mTLS)")
+	f.StringVar(&o.httpAddr, "http-addr", httpAddr, "address of /healthz, /readyz and /metrics")
+	f.StringVar(&o.trustDomain, "trust-domain", gateway.DefaultTrustDomain, "SPIFFE trust domain of caller certificates")
+	f.BoolVar(&o.reflection, "reflection", reflection, "serve gRPC server reflection (for grpcurl)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight calls may finish on SIGTERM")
+	f.DurationVar(&o.holdSweepInterval, "hold-sweep-interval", time.Second, "how often expired holds are released")
+	f.DurationVar(&o.partnerCacheTTL, "partner-cache-ttl", time.Second, "how long a partner's status is cached")
+	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
+	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+}
+
+// readyFunc is called once the listeners are bound, with their actual addresses.
+type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
+
+// runGateway serves the gateway on pool until ctx ends, then drains: health NOT_SERVING,
+// graceful stop bounded by shutdownTimeout, then a hard stop.
+func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
+	var metrics *gateway.Metrics
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, Runner: sqlstore.RunnerConfig{
+		OnRetry: func(int, error) {
+			if metrics != nil {
+				metrics.TxnRetries.Inc()
+			}
+		},
+	}})
+	if err != nil {
+		return err
+	}
+	ledger, err := settlement.New(settlement.Config{Store: store, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := gateway.New(gateway.Config{Ledger: ledger, Partners: store, Certs: certs, Ready: store.Ping,
+		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log})
+	if err != nil {
+		return err
+	}
+	metrics = srv.Metrics
+	grpcLis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.grpcAddr, err)
+	}
+	httpLis, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen %s: %w", o.httpAddr, err)
+	}
+	httpSrv := &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(grpcLis) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return ledger.RunHoldSweeper(gctx, o.holdSweepInterval) })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "drain_timeout", o.shutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return httpSrv.Shutdown(sctx)
+	})
+	if onReady != nil {
+		g.Go(func() error { return onReady(gctx, grpcLis.Addr().String(), httpLis.Addr().String()) })
+	}
+	return g.Wait()
+}
+
+func newServeCmd(e *env) *cobra.Command {
+	var o gatewayOptions
+	var url, certFile, keyFile, caFile string
+	var migrate bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway against a database with certificates from files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if url == "" || certFile == "" || keyFile == "" || caFile == "" {
+				return errors.New("--database-url, --tls-cert, --tls-key and --tls-client-ca are required (or COALITION_DATABASE_URL, COALITION_TLS_CERT, ...)")
+			}
+			log := newLogger(e.stderr, o.logFormat)
+			certs, err := tlsconfig.NewFileSource(certFile, keyFile, caFile)
+			if err != nil {
+				return err
+			}
+			pool, err := sqlstore.Open(cmd.Context(), url, o.maxConns)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if migrate {
+				if _, err := sqlstore.Migrate(cmd.Context(), pool, log); err != nil {
+					return err
+				}
+			}
+			return runGateway(cmd.Context(), o, pool, certs, log, func(_ context.Context, grpcAddr, httpAddr string) error {
+				log.Info("serving", "grpc", grpcAddr, "http", httpAddr)
+				return nil
+			})
+		},
+	}
+	o.register(cmd, ":7443", ":7080", false)
+	f := cmd.Flags()
+	f.StringVar(&url, "database-url", "", "PostgreSQL/CockroachDB connection URL")
+	f.StringVar(&certFile, "tls-cert", "", "server certificate (PEM); reloaded when the file changes")
+	f.StringVar(&keyFile, "tls-key", "", "server private key (PEM)")
+	f.StringVar(&caFile, "tls-client-ca", "", "CA bundle that verifies client certificates (PEM)")
+	f.BoolVar(&migrate, "migrate", false, "apply schema migrations before serving")
+	return cmd
+}

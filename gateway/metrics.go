@@ -1,0 +1,38 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus collectors.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	// TxnRetries counts ledger transaction retries; wire it to sqlstore.RunnerConfig.OnRetry.
+	TxnRetries prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coalition_grpc_requests_total",
+			Help: "gRPC requests handled, by method, status code and calling partner.",
+		}, []string{"method", "code", "partner"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coalition_grpc_request_duration_seconds",
+			Help:    "gRPC request latency by method.",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}, []string{"method"}),
+		TxnRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coalition_ledger_txn_retries_total",
+			Help: "Ledger transactions re-run after a serialization failure or deadlock.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
+	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
+)
+
+// DefaultTrustDomain is the SPIFFE trust domain of caller identities.
+const DefaultTrustDomain = "coalition.local"
+
+// Config configures a Server.
+type Config struct {
+	Ledger   Ledger               // required
+	Partners PartnerDirectory     // required
+	Certs    tlsconfig.CertSource // required: server certificate and client CA pool
+	// Ready reports whether dependencies (the database) are usable; nil means always ready.
+	Ready func(ctx context.Context) error
+	// TrustDomain of caller SPIFFE ids; default DefaultTrustDomain.
+	TrustDomain string
+	// Reflection registers gRPC server reflection (for grpcurl); off by default in production.
+	Reflection bool
+	// PartnerCacheTTL bounds how long a partner's status is cached; default 1s.
+	PartnerCacheTTL time.Duration
+	Logger          *slog.Logger         // default slog.Default()
+	Registry        *prometheus.Registry // default a new registry with Go and process collectors
+}
+
+// Server is the gRPC gateway plus its HTTP health and metrics endpoints.
+type Server struct {
+	grpc     *grpc.Server
+	health   *health.Server
+	registry *prometheus.Registry
+	ready    func(ctx context.Context) error
+	log      *slog.Logger
+	draining atomic.Bool
+	// Metrics are the gateway's collectors, exposed for wiring (transaction retries).
+	Metrics *Metrics
+}
+
+// New builds the server: mTLS credentials, the interceptor chain and the services.
+func New(cfg Config) (*Server, error) {
+	if cfg.Ledger == nil || cfg.Partners == nil || cfg.Certs == nil {
+		return nil, errors.New("gateway: Config.Ledger, Partners and Certs are required")
+	}
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = DefaultTrustDomain
+	}
+	if cfg.PartnerCacheTTL <= 0 {
+		cfg.PartnerCacheTTL = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(context.Context) error { return nil }
+	}
+	metrics, err := NewMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	ic := &interceptors{
+		log: cfg.Logger, metrics: metrics, trustDomain: cfg.TrustDomain,
+		partners: &partnerCache{dir: cfg.Partners, ttl: cfg.PartnerCacheTTL, now: time.Now, entries: map[string]cachedPartner{}},
+	}
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsconfig.Server(cfg.Certs))),
+		grpc.ChainUnaryInterceptor(ic.recoverUnary, ic.observeUnary, ic.authUnary),
+		grpc.ChainStreamInterceptor(ic.authStream),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	hs := health.NewServer()
+	coalitionv1.RegisterPointsServiceServer(gs, &pointsService{ledger: cfg.Ledger})
+	healthpb.RegisterHealthServer(gs, hs)
+	if cfg.Reflection {
+		reflection.Register(gs)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(coalitionv1.PointsService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return &Server{grpc: gs, health: hs, registry: cfg.Registry, ready: cfg.Ready, log: cfg.Logger, Metrics: metrics}, nil
+}
+
+// Serve accepts gRPC connections on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown reports NOT_SERVING, lets in-flight RPCs finish until ctx ends, then stops hard.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("graceful stop timed out; closing remaining connections")
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// HTTPHandler serves /healthz (the process is up), /readyz (dependencies answer within 2s)
+// and /metrics (Prometheus).
+func (s *Server) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	return mux
+}
