@@ -1,0 +1,45 @@
+# Coalition Exchange. The two commands a new user needs: `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
+BIN := bin/coalition
+# Where `make demo` keeps its database and certificates (kept across runs).
+DEMO_DIR ?= /tmp/coalition-dev
+
+.PHONY: demo test build generate proto-check vet go-test postgres clean
+
+## demo: build and run `coalition dev` with the scripted tour; Ctrl-C stops it.
+demo: postgres build
+	$(BIN) dev --data-dir $(DEMO_DIR) --tour --log-format text
+
+## test: install what the tests need (PostgreSQL), check the protos, vet, run every test with -race.
+test: postgres proto-check vet go-test
+
+build:
+	$(GO) build -o $(BIN) ./cmd/coalition
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+## generate: regenerate Go code from proto/ (buf v2, plugins pinned in buf.gen.yaml).
+generate:
+	$(BUF) generate
+
+## proto-check: lint, breaking check against the previous commit, generated code fresh.
+proto-check:
+	$(BUF) lint
+	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+		$(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "proto-check: no previous commit with buf.yaml; breaking check skipped"; fi
+	$(BUF) generate
+	@git diff --exit-code -- proto || { echo "proto-check: generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "proto-check: untracked generated files" >&2; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+go-test:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+clean:
+	rm -rf bin
