@@ -91,6 +91,13 @@ func domainStatus(de *settlement.Error, err error) *status.Status {
 			st = with
 		}
 	}
+	if de == settlement.ErrInvalidPageToken {
+		// Every INVALID_ARGUMENT names its field, as validation errors do.
+		br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "page_token", Description: de.Error()}}}
+		if with, e := st.WithDetails(br); e == nil {
+			st = with
+		}
+	}
 	return st
 }
 

@@ -131,9 +131,16 @@ func mergeValidation(err error) error {
 	return &merged
 }
 
-// SweepHolds releases open holds whose TTL has passed, in batches of batchSize, until none is
-// left or ctx ends. It returns how many it released.
+// defaultSweepBatch is SweepHolds' batch size when the caller passes none.
+const defaultSweepBatch = 100
+
+// SweepHolds releases open holds whose TTL has passed, in batches of batchSize (0 or less:
+// defaultSweepBatch), until none is left or ctx ends. It returns how many it released.
 func (l *Ledger) SweepHolds(ctx context.Context, batchSize int) (int, error) {
+	if batchSize <= 0 {
+		// A batch of 0 would release nothing and never see a short batch: it would spin.
+		batchSize = defaultSweepBatch
+	}
 	total := 0
 	for ctx.Err() == nil {
 		n, err := l.store.ReleaseExpiredHolds(ctx, l.now(), batchSize)
@@ -155,7 +162,7 @@ func (l *Ledger) RunHoldSweeper(ctx context.Context, interval time.Duration) err
 			return nil
 		case <-t.C:
 		}
-		n, err := l.SweepHolds(ctx, 100)
+		n, err := l.SweepHolds(ctx, defaultSweepBatch)
 		if err != nil && ctx.Err() == nil {
 			l.log.Error("hold sweep", "err", err)
 		}

@@ -99,11 +99,16 @@ func prepareDataDir(dir string, cred *syscall.Credential) (string, error) {
 	if err := checkTraversable(filepath.Dir(real), cred); err != nil {
 		return "", err
 	}
+	// A server of a killed predecessor may still be removing files (postmaster.pid) while
+	// we walk: a file that vanished needs no owner.
 	err = filepath.WalkDir(real, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+		if err == nil {
+			err = os.Lchown(p, int(cred.Uid), int(cred.Gid))
 		}
-		return os.Lchown(p, int(cred.Uid), int(cred.Gid))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("hand data dir to uid %d: %w", cred.Uid, err)
