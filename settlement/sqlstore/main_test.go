@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -27,6 +28,9 @@ const (
 // t0 is where every test clock starts: whole seconds, so nothing is lost to the database's
 // microsecond timestamps.
 var t0 = time.Date(2030, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// quiet discards the logs of the code under test; failures speak through t.
+var quiet = slog.New(slog.DiscardHandler)
 
 // clock is the injected time source; tests move it instead of sleeping.
 type clock struct {
@@ -78,7 +82,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := sqlstore.Migrate(ctx, pool, nil); err != nil {
+	if _, err := sqlstore.Migrate(ctx, pool, quiet); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	e := &env{url: url, pool: pool, clock: &clock{now: t0}}
@@ -92,7 +96,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 
 func newStore(t *testing.T, pool *pgxpool.Pool, lotLifetime time.Duration, runner sqlstore.RunnerConfig) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.New(sqlstore.Config{Pool: pool, LotLifetime: lotLifetime, Runner: runner})
+	s, err := sqlstore.New(sqlstore.Config{Pool: pool, LotLifetime: lotLifetime, Runner: runner, Logger: quiet})
 	if err != nil {
 		t.Fatalf("sqlstore.New: %v", err)
 	}
@@ -102,7 +106,7 @@ func newStore(t *testing.T, pool *pgxpool.Pool, lotLifetime time.Duration, runne
 // newLedger returns a Ledger on store with e's clock.
 func (e *env) newLedger(t *testing.T, store settlement.Store) *settlement.Ledger {
 	t.Helper()
-	l, err := settlement.New(settlement.Config{Store: store, Now: e.clock.Now})
+	l, err := settlement.New(settlement.Config{Store: store, Now: e.clock.Now, Logger: quiet})
 	if err != nil {
 		t.Fatalf("settlement.New: %v", err)
 	}
