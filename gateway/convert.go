@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 	"time"
 
@@ -79,6 +80,10 @@ func timeOrZero(ts *timestamppb.Timestamp) time.Time {
 	return ts.AsTime()
 }
 
+// pageTokenIDPattern is a UUID as the database prints it. A forged token's id reaches SQL, so
+// it is checked here: malformed, it is the caller's INVALID_ARGUMENT, not our INTERNAL.
+var pageTokenIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
 // Page tokens are opaque to clients: base64url("<created_at RFC3339Nano>|<id>").
 func encodePageToken(p *settlement.Page) string {
 	if p == nil {
@@ -98,7 +103,7 @@ func decodePageToken(token string) (*settlement.Page, error) {
 	}
 	at, id, ok := strings.Cut(string(raw), "|")
 	t, err := time.Parse(time.RFC3339Nano, at)
-	if !ok || err != nil || len(id) != 36 {
+	if !ok || err != nil || !pageTokenIDPattern.MatchString(id) {
 		return nil, settlement.ErrInvalidPageToken
 	}
 	return &settlement.Page{CreatedAt: t, ID: id}, nil

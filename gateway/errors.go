@@ -63,6 +63,11 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) *st
 		return validationStatus(ve)
 	}
 	if de, ok := settlement.AsError(err); ok {
+		if de == settlement.ErrAmbiguousCommit || de == settlement.ErrTransactionConflict {
+			// The wrapped detail is database text: log it, answer with the sentinel's words.
+			log.WarnContext(ctx, "transaction outcome", "method", method, "reason", de.Reason, "err", err)
+			return domainStatus(de, de)
+		}
 		return domainStatus(de, err)
 	}
 	switch {

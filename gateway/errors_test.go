@@ -75,23 +75,25 @@ func TestStatusDomainErrors(t *testing.T) {
 		err       *settlement.Error
 		wantCode  codes.Code
 		wantRetry bool
+		// hideDetail: the wrapped detail is database text, logged but not sent.
+		hideDetail bool
 	}{
-		{settlement.ErrInsufficientPoints, codes.FailedPrecondition, false},
-		{settlement.ErrIdempotencyKeyReused, codes.FailedPrecondition, false},
-		{settlement.ErrHoldNotOpen, codes.FailedPrecondition, false},
-		{settlement.ErrReversalExceedsOriginal, codes.FailedPrecondition, false},
-		{settlement.ErrMemberBlocked, codes.FailedPrecondition, false},
-		{settlement.ErrCaptureExceedsHold, codes.FailedPrecondition, false},
-		{settlement.ErrNotReversible, codes.FailedPrecondition, false},
-		{settlement.ErrIdempotencyKeyInFlight, codes.Aborted, true},
-		{settlement.ErrTransactionConflict, codes.Aborted, true},
-		{settlement.ErrMemberNotFound, codes.NotFound, false},
-		{settlement.ErrTransactionNotFound, codes.NotFound, false},
-		{settlement.ErrHoldNotFound, codes.NotFound, false},
-		{settlement.ErrPartnerUnknown, codes.PermissionDenied, false},
-		{settlement.ErrPartnerSuspended, codes.PermissionDenied, false},
-		{settlement.ErrAmbiguousCommit, codes.Unavailable, true},
-		{settlement.ErrInvalidPageToken, codes.InvalidArgument, false},
+		{settlement.ErrInsufficientPoints, codes.FailedPrecondition, false, false},
+		{settlement.ErrIdempotencyKeyReused, codes.FailedPrecondition, false, false},
+		{settlement.ErrHoldNotOpen, codes.FailedPrecondition, false, false},
+		{settlement.ErrReversalExceedsOriginal, codes.FailedPrecondition, false, false},
+		{settlement.ErrMemberBlocked, codes.FailedPrecondition, false, false},
+		{settlement.ErrCaptureExceedsHold, codes.FailedPrecondition, false, false},
+		{settlement.ErrNotReversible, codes.FailedPrecondition, false, false},
+		{settlement.ErrIdempotencyKeyInFlight, codes.Aborted, true, false},
+		{settlement.ErrTransactionConflict, codes.Aborted, true, true},
+		{settlement.ErrMemberNotFound, codes.NotFound, false, false},
+		{settlement.ErrTransactionNotFound, codes.NotFound, false, false},
+		{settlement.ErrHoldNotFound, codes.NotFound, false, false},
+		{settlement.ErrPartnerUnknown, codes.PermissionDenied, false, false},
+		{settlement.ErrPartnerSuspended, codes.PermissionDenied, false, false},
+		{settlement.ErrAmbiguousCommit, codes.Unavailable, true, true},
+		{settlement.ErrInvalidPageToken, codes.InvalidArgument, false, false},
 	}
 	tested := map[string]bool{}
 	for _, tt := range tests {
@@ -102,8 +104,12 @@ func TestStatusDomainErrors(t *testing.T) {
 			if st.Code() != tt.wantCode {
 				t.Errorf("code = %s, want %s", st.Code(), tt.wantCode)
 			}
-			if st.Message() != err.Error() {
-				t.Errorf("message = %q, want %q", st.Message(), err.Error())
+			wantMsg := err.Error()
+			if tt.hideDetail {
+				wantMsg = tt.err.Error()
+			}
+			if st.Message() != wantMsg {
+				t.Errorf("message = %q, want %q", st.Message(), wantMsg)
 			}
 			d := detailsOf(t, st)
 			want := &errdetails.ErrorInfo{Reason: tt.err.Reason, Domain: "coalition.v1"}

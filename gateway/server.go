@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsconfig.Server(cfg.Certs))),
-		grpc.ChainUnaryInterceptor(ic.recoverUnary, ic.observeUnary, ic.authUnary),
+		grpc.ChainUnaryInterceptor(ic.observeUnary, ic.recoverUnary, ic.authUnary),
 		grpc.ChainStreamInterceptor(ic.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),

@@ -149,11 +149,18 @@ func (e *Env) serve(t testing.TB, log *slog.Logger) {
 // by a certificate from e.CA. The role need not be one the gateway knows.
 func (e *Env) Client(t testing.TB, role tlsconfig.Role, name string) coalitionv1.PointsServiceClient {
 	t.Helper()
+	return e.Dial(t, e.IdentityTLS(t, role, name))
+}
+
+// IdentityTLS returns the TLS config of a client that presents a certificate from e.CA for
+// spiffe://coalition.local/<role>/<name>.
+func (e *Env) IdentityTLS(t testing.TB, role tlsconfig.Role, name string) *tls.Config {
+	t.Helper()
 	cert, err := e.CA.IssueClient(string(role), name, time.Now(), certValidFor)
 	if err != nil {
 		t.Fatalf("gatewaytest: issue %s/%s certificate: %v", role, name, err)
 	}
-	return e.Dial(t, tlsconfig.Client(cert, e.CA.Pool(), ServerName))
+	return tlsconfig.Client(cert, e.CA.Pool(), ServerName)
 }
 
 // ClientTLS returns the TLS config of a client that trusts e.CA and presents certs (none when
@@ -168,16 +175,22 @@ func (e *Env) ClientTLS(certs ...tls.Certificate) *tls.Config {
 	}
 }
 
-// Dial returns a PointsService client on a new connection to the gateway with cfg. The
-// connection is closed at the test's cleanup.
+// Dial returns a PointsService client on a new connection to the gateway with cfg.
 func (e *Env) Dial(t testing.TB, cfg *tls.Config) coalitionv1.PointsServiceClient {
+	t.Helper()
+	return coalitionv1.NewPointsServiceClient(e.Conn(t, cfg))
+}
+
+// Conn returns a new connection to the gateway with cfg, for clients of its other services
+// (health, reflection). It is closed at the test's cleanup.
+func (e *Env) Conn(t testing.TB, cfg *tls.Config) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient("passthrough:///"+e.Addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		t.Fatalf("gatewaytest: grpc.NewClient: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return coalitionv1.NewPointsServiceClient(conn)
+	return conn
 }
 
 // LedgerCalls returns how many calls the gateway's handlers have made to the ledger.
