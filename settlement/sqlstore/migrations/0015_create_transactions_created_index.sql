@@ -1,0 +1,1 @@
+CREATE INDEX IF NOT EXISTS transactions_created_idx ON transactions (created_at)
