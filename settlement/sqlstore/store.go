@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,9 @@ type Store struct {
 	runner      *Runner
 	log         *slog.Logger
 	lotLifetime time.Duration
+
+	engineMu sync.Mutex
+	engine   string // set by Engine
 }
 
 // New returns a Store.

@@ -1,0 +1,118 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/apd/v3"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// ErrTermsNotMonotonic: a new version must not take effect before the current latest one.
+var ErrTermsNotMonotonic = errors.New("price terms must take effect no earlier than the latest version")
+
+// SetPriceTerms stores t as the partner's next version and returns it as stored. The partner
+// must exist (settlement.ErrPartnerUnknown).
+func (s *Store) SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now time.Time) (settlement.PriceTerms, error) {
+	if t.EffectiveAt.IsZero() {
+		t.EffectiveAt = now
+	}
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM partners WHERE id = $1)`, t.PartnerID).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return fmt.Errorf("%w: %s", settlement.ErrPartnerUnknown, t.PartnerID)
+		}
+		var last int64
+		var lastAt *time.Time
+		err := tx.QueryRow(ctx, `SELECT COALESCE(max(version), 0), max(effective_at) FROM price_terms WHERE partner_id = $1`, t.PartnerID).Scan(&last, &lastAt)
+		if err != nil {
+			return err
+		}
+		if lastAt != nil && t.EffectiveAt.Before(*lastAt) {
+			return fmt.Errorf("%w (%s)", ErrTermsNotMonotonic, lastAt.UTC().Format(time.RFC3339))
+		}
+		t.Version = last + 1
+		_, err = tx.Exec(ctx, `INSERT INTO price_terms (partner_id, version, effective_at, issue_price, reimbursement_rate, fee_bps, currency, breakage_share, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			t.PartnerID, t.Version, t.EffectiveAt, t.IssuePrice.Text('f'), t.ReimbursementRate.Text('f'), t.FeeBps, t.Currency, t.BreakageShare.Text('f'), now)
+		return err
+	})
+	return t, err
+}
+
+// ListPriceTerms returns every version of a partner's terms, oldest first ("" = all partners).
+func (s *Store) ListPriceTerms(ctx context.Context, partnerID string) ([]settlement.PriceTerms, error) {
+	rows, err := s.pool.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT
+		FROM price_terms WHERE $1 = '' OR partner_id = $1 ORDER BY partner_id, version`, partnerID)
+	if err != nil {
+		return nil, fmt.Errorf("list price terms: %w", err)
+	}
+	return pgx.CollectRows(rows, scanTerms)
+}
+
+func scanTerms(r pgx.CollectableRow) (settlement.PriceTerms, error) {
+	var t settlement.PriceTerms
+	var issue, reimb, share string
+	if err := r.Scan(&t.PartnerID, &t.Version, &t.EffectiveAt, &issue, &reimb, &t.FeeBps, &t.Currency, &share); err != nil {
+		return t, err
+	}
+	for _, f := range []struct {
+		s string
+		d *apd.Decimal
+	}{{issue, &t.IssuePrice}, {reimb, &t.ReimbursementRate}, {share, &t.BreakageShare}} {
+		if _, _, err := f.d.SetString(f.s); err != nil {
+			return t, fmt.Errorf("decode decimal %q: %w", f.s, err)
+		}
+	}
+	return t, nil
+}
+
+// ListPartners returns every partner by id.
+func (s *Store) ListPartners(ctx context.Context) ([]settlement.Partner, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, name, status FROM partners ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list partners: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (settlement.Partner, error) {
+		var p settlement.Partner
+		return p, r.Scan(&p.ID, &p.Name, &p.Status)
+	})
+}
+
+// SetPartnerStatus suspends or resumes a partner. Errors: settlement.ErrPartnerUnknown.
+func (s *Store) SetPartnerStatus(ctx context.Context, id string, status settlement.PartnerStatus) (settlement.Partner, error) {
+	p := settlement.Partner{ID: id, Status: status}
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE partners SET status = $2, updated_at = now() WHERE id = $1 RETURNING name`, id, string(status)).Scan(&p.Name)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", settlement.ErrPartnerUnknown, id)
+		}
+		return err
+	})
+	return p, err
+}
+
+// Setting reads a coalition setting, or def when unset.
+func (s *Store) Setting(ctx context.Context, name, def string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, `SELECT value FROM coalition_settings WHERE name = $1`, name).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return def, nil
+	}
+	return v, err
+}
+
+// SetSetting writes a coalition setting.
+func (s *Store) SetSetting(ctx context.Context, name, value string) error {
+	return s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO coalition_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
+		return err
+	})
+}

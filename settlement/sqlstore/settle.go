@@ -1,0 +1,200 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// Errors of settlement runs.
+var (
+	ErrCutoffTooRecent = errors.New("cutoff is not far enough in the past")
+	ErrCutoffBeforeLast = errors.New("cutoff is before the latest closed period's cutoff and is not one of the closed cutoffs")
+	ErrRunInProgress   = errors.New("another settlement run holds the lease")
+	ErrRunNotFound     = errors.New("settlement run not found")
+)
+
+// firstCutoff stands for "the beginning of time" as the first period's previous cutoff.
+var firstCutoff = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// SettleConfig says how a run is made.
+type SettleConfig struct {
+	Cutoff    time.Time
+	Now       time.Time
+	SafetyLag time.Duration // the cutoff must be at least this far in the past
+	Holder    string        // lease holder name (replica id)
+	LeaseTTL  time.Duration // default 10 minutes
+	Progress  func(step string)
+}
+
+// RunRecord is a stored settlement run.
+type RunRecord struct {
+	ID             int64
+	Period         int64
+	PreviousCutoff time.Time
+	Cutoff         time.Time
+	Model          settlement.Model
+	Status         string // published or failed
+	Currency       string
+	Checks         []settlement.Check
+	Result         settlement.Result
+	Transactions   int64
+	Late           int64
+	CreatedAt      time.Time
+}
+
+// Settle closes the period ending at cfg.Cutoff (or re-runs the closed period with exactly
+// that cutoff), aggregates it on one consistent snapshot, prices and nets it, checks it and
+// stores the run. Only one run at a time holds the lease.
+func (s *Store) Settle(ctx context.Context, cfg SettleConfig) (RunRecord, error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Minute
+	}
+	if cfg.Cutoff.After(cfg.Now.Add(-cfg.SafetyLag)) {
+		return RunRecord{}, fmt.Errorf("%w: %s is within the safety lag of %s", ErrCutoffTooRecent,
+			cfg.Cutoff.UTC().Format(time.RFC3339), cfg.SafetyLag)
+	}
+	if err := s.acquireLease(ctx, cfg); err != nil {
+		return RunRecord{}, err
+	}
+	defer s.releaseLease(cfg.Holder)
+	progress("closing the period")
+	period, prev, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
+	if err != nil {
+		return RunRecord{}, err
+	}
+	model, err := s.Setting(ctx, "settlement_model", string(settlement.ModelHub))
+	if err != nil {
+		return RunRecord{}, err
+	}
+	progress(fmt.Sprintf("aggregating period %d (%s, %s] on one snapshot", period, prev.Format(time.RFC3339), cfg.Cutoff.UTC().Format(time.RFC3339)))
+	data, err := s.periodData(ctx, period, prev, cfg.Cutoff.UTC())
+	if err != nil {
+		return RunRecord{}, err
+	}
+	progress(fmt.Sprintf("pricing %d transactions (%d late) under the %s model", data.Transactions, data.Late, model))
+	res, err := settlement.Compute(settlement.Model(model), data)
+	if err != nil {
+		return RunRecord{}, err
+	}
+	rec := RunRecord{Period: period, PreviousCutoff: prev, Cutoff: cfg.Cutoff.UTC(), Model: settlement.Model(model),
+		Currency: res.Currency, Checks: res.Checks, Result: res, Transactions: data.Transactions, Late: data.Late, CreatedAt: cfg.Now}
+	rec.Status = "published"
+	if !res.Passed() {
+		rec.Status = "failed"
+	}
+	progress("storing the run")
+	if err := s.storeRun(ctx, &rec); err != nil {
+		return RunRecord{}, err
+	}
+	progress(fmt.Sprintf("run %d %s", rec.ID, rec.Status))
+	return rec, nil
+}
+
+func (s *Store) acquireLease(ctx context.Context, cfg SettleConfig) error {
+	return s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO settlement_lease (name, holder, expires_at) VALUES ('settlement', $1, $2)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+			WHERE settlement_lease.expires_at < $3 OR settlement_lease.holder = excluded.holder`,
+			cfg.Holder, cfg.Now.Add(cfg.LeaseTTL), cfg.Now)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrRunInProgress
+		}
+		return nil
+	})
+}
+
+func (s *Store) releaseLease(holder string) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM settlement_lease WHERE name = 'settlement' AND holder = $1`, holder)
+		return err
+	})
+	if err != nil {
+		s.log.Warn("release settlement lease", "err", err) // it expires on its own
+	}
+}
+
+// closePeriod returns the period ending at cutoff: an already closed one with exactly that
+// cutoff, or a newly closed one. Closing updates every settlement_state shard; that waits for
+// every ledger transaction that read the open period FOR SHARE, so none of them can commit
+// into a period after it closed.
+func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, time.Time, error) {
+	var period int64
+	var prev time.Time
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var last int64
+		var lastCutoff *time.Time
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(period), 0), max(cutoff) FROM settlement_periods`).Scan(&last, &lastCutoff); err != nil {
+			return err
+		}
+		if lastCutoff != nil && !cutoff.After(*lastCutoff) {
+			err := tx.QueryRow(ctx, `SELECT period, previous_cutoff FROM settlement_periods WHERE cutoff = $1`, cutoff).Scan(&period, &prev)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w (latest %s)", ErrCutoffBeforeLast, lastCutoff.UTC().Format(time.RFC3339))
+			}
+			return err
+		}
+		period, prev = last+1, firstCutoff
+		if lastCutoff != nil {
+			prev = *lastCutoff
+		}
+		tag, err := tx.Exec(ctx, `UPDATE settlement_state SET open_period = $1 WHERE open_period = $2`, period+1, period)
+		if err != nil {
+			return fmt.Errorf("close period: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("close period %d: settlement_state is not at that period", period)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO settlement_periods (period, previous_cutoff, cutoff, closed_at) VALUES ($1, $2, $3, $4)`,
+			period, prev, cutoff, now)
+		return err
+	})
+	return period, prev.UTC(), err
+}
+
+// storeRun assigns the next run id and writes the run with its lines and matrix.
+func (s *Store) storeRun(ctx context.Context, rec *RunRecord) error {
+	checks, err := json.Marshal(rec.Checks)
+	if err != nil {
+		return err
+	}
+	res := rec.Result
+	return s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(id), 0) + 1 FROM settlement_runs`).Scan(&rec.ID); err != nil {
+			return err
+		}
+		var w writes
+		w.exec("insert run", 1, `INSERT INTO settlement_runs (id, period, model, status, currency, checks, operator_revenue, gross_total, netted_total, transactions, late_transactions, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			rec.ID, rec.Period, string(rec.Model), rec.Status, rec.Currency, checks,
+			res.OperatorRevenue.Text('f'), res.GrossTotal.Text('f'), res.NettedTotal.Text('f'), rec.Transactions, rec.Late, rec.CreatedAt)
+		for partner, lines := range res.Lines {
+			for i, l := range lines {
+				w.exec("insert line", 1, `INSERT INTO settlement_lines (run_id, partner_id, line_no, kind, counterparty, price_version, points, rate, amount, late, transactions)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+					rec.ID, partner, i+1, l.Kind, l.Counterparty, l.Version, l.Points, l.Rate.Text('f'), l.Amount.Text('f'), l.Late, l.Txns)
+			}
+		}
+		for _, c := range res.Matrix {
+			w.exec("insert matrix cell", 1, `INSERT INTO settlement_matrix (run_id, issuer, redeemer, points) VALUES ($1, $2, $3, $4)`,
+				rec.ID, c.Issuer, c.Redeemer, c.Points)
+		}
+		_, err := w.send(ctx, tx)
+		return err
+	})
+}

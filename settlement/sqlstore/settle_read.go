@@ -1,0 +1,143 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// membership selects the transactions t of period $1 = (previous cutoff $2, cutoff $3]: those
+// stamped with this period or earlier and created inside the window, plus the late ones —
+// stamped with this period because they committed after the previous period had closed,
+// though created before its cutoff.
+const membership = `((t.period <= $1 AND t.created_at > $2 AND t.created_at <= $3) OR (t.period = $1 AND t.created_at <= $2))`
+
+const lateExpr = `(t.created_at <= $2)`
+
+var flowsSQL = `SELECT t.partner_id, t.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, t.price_version), ` + lateExpr + `,
+	sum(t.points), count(*)
+FROM transactions t LEFT JOIN transactions o ON o.id = t.reverses_id
+WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership + `
+GROUP BY 1, 2, 3, 4, 5`
+
+var lineageSQL = `SELECT c.issuer, t.partner_id, t.price_version, ` + lateExpr + `, false, sum(c.points), count(DISTINCT t.id)
+FROM lot_consumptions c JOIN transactions t ON t.id = c.txn_id
+WHERE ` + membership + `
+GROUP BY 1, 2, 3, 4
+UNION ALL
+SELECT r.issuer, t.partner_id, o.price_version, ` + lateExpr + `, true, sum(r.points), count(DISTINCT t.id)
+FROM lot_returns r JOIN transactions t ON t.id = r.txn_id JOIN transactions o ON o.id = t.reverses_id
+WHERE ` + membership + `
+GROUP BY 1, 2, 3, 4`
+
+var ledgerTotalsSQL = `SELECT e.account, sum(e.amount)
+FROM entries e JOIN transactions t ON t.id = e.txn_id
+WHERE e.account LIKE 'partner:%' AND ` + membership + `
+GROUP BY e.account`
+
+var countsSQL = `SELECT count(*), COALESCE(sum(CASE WHEN ` + lateExpr + ` THEN 1 ELSE 0 END), 0)
+FROM transactions t WHERE ` + membership
+
+// periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
+// transaction is SERIALIZABLE READ ONLY DEFERRABLE: it waits for a snapshot that cannot be
+// part of a serialization anomaly, then never blocks writers nor fails.
+func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.Time) (settlement.PeriodData, error) {
+	d := settlement.PeriodData{Period: period, PreviousCutoff: prev, Cutoff: cutoff,
+		LedgerIssued: map[string]int64{}, LedgerRedeemed: map[string]int64{}, Terms: map[settlement.TermsKey]settlement.PriceTerms{}}
+	engine, err := s.Engine(ctx)
+	if err != nil {
+		return d, err
+	}
+	opts := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}
+	if engine != EngineCockroach {
+		opts.DeferrableMode = pgx.Deferrable
+	}
+	tx, err := s.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return d, fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer rollback(tx)
+	args := []any{period, prev, cutoff}
+	if err := readFlows(ctx, tx, args, &d); err != nil {
+		return d, err
+	}
+	if err := readLineage(ctx, tx, args, &d); err != nil {
+		return d, err
+	}
+	if err := readLedgerTotals(ctx, tx, args, &d); err != nil {
+		return d, err
+	}
+	if err := tx.QueryRow(ctx, countsSQL, args...).Scan(&d.Transactions, &d.Late); err != nil {
+		return d, fmt.Errorf("count transactions: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT FROM price_terms`)
+	if err != nil {
+		return d, fmt.Errorf("read price terms: %w", err)
+	}
+	terms, err := pgx.CollectRows(rows, scanTerms)
+	if err != nil {
+		return d, fmt.Errorf("read price terms: %w", err)
+	}
+	for _, t := range terms {
+		d.Terms[settlement.TermsKey{PartnerID: t.PartnerID, Version: t.Version}] = t
+	}
+	return d, tx.Commit(ctx)
+}
+
+func readFlows(ctx context.Context, tx pgx.Tx, args []any, d *settlement.PeriodData) error {
+	rows, err := tx.Query(ctx, flowsSQL, args...)
+	if err != nil {
+		return fmt.Errorf("aggregate flows: %w", err)
+	}
+	d.Flows, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (settlement.FlowAggregate, error) {
+		var f settlement.FlowAggregate
+		return f, r.Scan(&f.PartnerID, &f.Kind, &f.Reverses, &f.Version, &f.Late, &f.Points, &f.Txns)
+	})
+	if err != nil {
+		return fmt.Errorf("aggregate flows: %w", err)
+	}
+	return nil
+}
+
+func readLineage(ctx context.Context, tx pgx.Tx, args []any, d *settlement.PeriodData) error {
+	rows, err := tx.Query(ctx, lineageSQL, args...)
+	if err != nil {
+		return fmt.Errorf("aggregate lineage: %w", err)
+	}
+	d.Lineage, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (settlement.LineageAggregate, error) {
+		var g settlement.LineageAggregate
+		return g, r.Scan(&g.Issuer, &g.Redeemer, &g.Version, &g.Late, &g.Reversal, &g.Points, &g.Txns)
+	})
+	if err != nil {
+		return fmt.Errorf("aggregate lineage: %w", err)
+	}
+	return nil
+}
+
+func readLedgerTotals(ctx context.Context, tx pgx.Tx, args []any, d *settlement.PeriodData) error {
+	rows, err := tx.Query(ctx, ledgerTotalsSQL, args...)
+	if err != nil {
+		return fmt.Errorf("ledger totals: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var account string
+		var sum int64
+		if err := rows.Scan(&account, &sum); err != nil {
+			return fmt.Errorf("ledger totals: %w", err)
+		}
+		rest := strings.TrimPrefix(account, "partner:")
+		switch {
+		case strings.HasSuffix(rest, ":issued"):
+			d.LedgerIssued[strings.TrimSuffix(rest, ":issued")] = -sum
+		case strings.HasSuffix(rest, ":redeemed"):
+			d.LedgerRedeemed[strings.TrimSuffix(rest, ":redeemed")] = sum
+		}
+	}
+	return rows.Err()
+}
