@@ -54,7 +54,11 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, 
 	if found {
 		return rec.replay(fp)
 	}
-	var w writes
+	st, err := readStamp(ctx, tx, cmd.PartnerID, now)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	w := writes{stamp: st}
 	out, err := s.effect(ctx, tx, &w, cmd, now)
 	if err != nil {
 		return settlement.Outcome{}, err

@@ -145,7 +145,11 @@ func (s *Store) releaseMemberExpiredHolds(ctx context.Context, tx pgx.Tx, member
 		return 0, fmt.Errorf("read expired holds: %w", err)
 	}
 	for _, h := range holds {
-		var w writes
+		st, err := readStamp(ctx, tx, h.PartnerID, now)
+		if err != nil {
+			return 0, err
+		}
+		w := writes{stamp: st}
 		if _, err := release(ctx, tx, &w, h, settlement.HoldExpired, "", now); err != nil {
 			return 0, err
 		}
@@ -169,24 +173,33 @@ func (s *Store) ReleaseExpiredHolds(ctx context.Context, now time.Time, limit in
 	}
 	released := 0
 	for _, id := range ids {
+		did := false
 		err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			did = false
 			h := settlement.Hold{ID: id}
 			err := tx.QueryRow(ctx, `SELECT partner_id, member_id, points, status FROM holds WHERE id = $1 FOR UPDATE`, id).
 				Scan(&h.PartnerID, &h.MemberID, &h.Points, &h.Status)
 			if err != nil || h.Status != settlement.HoldOpen {
 				return err // released meanwhile by a capture, void or another sweeper
 			}
-			var w writes
+			st, err := readStamp(ctx, tx, h.PartnerID, now)
+			if err != nil {
+				return err
+			}
+			w := writes{stamp: st}
 			if _, err := release(ctx, tx, &w, h, settlement.HoldExpired, "", now); err != nil {
 				return err
 			}
 			_, err = w.send(ctx, tx)
+			did = err == nil
 			return err
 		})
 		if err != nil {
 			return released, err
 		}
-		released++
+		if did {
+			released++
+		}
 	}
 	return released, nil
 }

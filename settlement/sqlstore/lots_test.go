@@ -92,7 +92,8 @@ func TestReverseRedemptionReturnsToTheSameLots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.must(t, award(acme, member, "a-3", 100)) // untouched by everything below
+	e.clock.Advance(time.Second)
+	e.must(t, award(acme, member, "a-3", 100)) // expires after a: untouched by everything below
 	r := e.must(t, redeem(bean, member, "r-1", 150))
 	wantLineage(t, e.lineage(t, r.Transaction.ID), []consumption{
 		{LotID: b.Transaction.ID, Issuer: "partner:" + bean, Points: 100},
@@ -235,4 +236,24 @@ func TestNotReversible(t *testing.T) {
 	rev := e.must(t, reverse(acme, "rev-3", a2.Transaction.ID, 0))
 	e.fails(t, reverse(acme, "rev-4", rev.Transaction.ID, 0), settlement.ErrNotReversible)
 	e.wantBalance(t, "m-1", 100, 0)
+}
+
+// TestRedeemAcrossLotPages spends more lots than one page of the lot query holds.
+func TestRedeemAcrossLotPages(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	const lots = 230 // > lotPageSize (200)
+	for i := range lots {
+		e.must(t, award(acme, "m-1", fmt.Sprintf("a-%d", i), 2))
+		e.clock.Advance(time.Second)
+	}
+	r := e.must(t, redeem(bean, "m-1", "r-1", 2*lots-1))
+	lineage := e.lineage(t, r.Transaction.ID)
+	if len(lineage) != lots {
+		t.Fatalf("lineage rows: got %d, want %d", len(lineage), lots)
+	}
+	if last := lineage[lots-1]; last.Points != 1 {
+		t.Errorf("last lot consumed: got %d points, want 1", last.Points)
+	}
+	e.wantBalance(t, "m-1", 1, 0)
+	e.fails(t, redeem(bean, "m-1", "r-2", 2), settlement.ErrInsufficientPoints)
 }

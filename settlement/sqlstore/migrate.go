@@ -69,7 +69,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int, er
 	if err != nil {
 		return 0, err
 	}
-	if _, err := pool.Exec(ctx, createMigrationsTable); err != nil {
+	// On PostgreSQL, CREATE TABLE IF NOT EXISTS racing another migrator's can fail once the
+	// other commits: the table exists then, which is all we need.
+	if _, err := pool.Exec(ctx, createMigrationsTable); err != nil && !isConcurrentDDL(err) {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	runner, err := NewRunner(pool, RunnerConfig{})
@@ -90,7 +92,23 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int, er
 	return applied, nil
 }
 
+// concurrentDDLAttempts bounds applyMigration's attempts; each failure means another
+// migrator committed the migration, so the second attempt already sees it applied.
+const concurrentDDLAttempts = 3
+
+// applyMigration applies m unless schema_migrations has it, and reports whether it did.
 func applyMigration(ctx context.Context, runner *Runner, m Migration) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		did, err := applyMigrationOnce(ctx, runner, m)
+		// Our DDL lost a race with another migrator's identical DDL: look again. A genuine
+		// failure (say a unique index on duplicate rows) fails again and is returned.
+		if !isConcurrentDDL(err) || attempt == concurrentDDLAttempts {
+			return did, err
+		}
+	}
+}
+
+func applyMigrationOnce(ctx context.Context, runner *Runner, m Migration) (bool, error) {
 	did := false
 	err := runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		did = false
@@ -109,9 +127,6 @@ func applyMigration(ctx context.Context, runner *Runner, m Migration) (bool, err
 		did = tag.RowsAffected() == 1
 		return nil
 	})
-	if isUniqueViolation(err) {
-		return false, nil
-	}
 	return did, err
 }
 
@@ -128,7 +143,18 @@ func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	return *v, nil
 }
 
-func isUniqueViolation(err error) bool {
+// isConcurrentDDL reports the errors PostgreSQL raises when a concurrent transaction committed
+// the same CREATE … IF NOT EXISTS first (the existence check and the catalog insert are not
+// atomic): unique_violation on a catalog index, duplicate_table, duplicate_object.
+func isConcurrentDDL(err error) bool {
 	var s interface{ SQLState() string }
-	return err != nil && errors.As(err, &s) && s.SQLState() == "23505"
+	if err == nil || !errors.As(err, &s) {
+		return false
+	}
+	switch s.SQLState() {
+	case "23505", "42P07", "42710":
+		return true
+	default:
+		return false
+	}
 }

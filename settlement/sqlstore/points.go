@@ -50,10 +50,10 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 		return settlement.Outcome{}, err
 	}
 	repaid := oldDebt - newDebt
-	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
-		now.Add(s.lotLifetime), now)
+		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
 	return settlement.Outcome{Transaction: t, Balance: bal}, nil
 }
 

@@ -12,14 +12,22 @@ import (
 	"github.com/coalitionexchange/coalition/settlement"
 )
 
-// ErrTermsNotMonotonic: a new version must not take effect before the current latest one.
-var ErrTermsNotMonotonic = errors.New("price terms must take effect no earlier than the latest version")
+// Errors of SetPriceTerms.
+var (
+	// ErrTermsNotMonotonic: a new version must not take effect before the current latest one.
+	ErrTermsNotMonotonic = errors.New("price terms must take effect no earlier than the latest version")
+	// ErrTermsInPast: transactions already stamped their version; a new one cannot reach back.
+	ErrTermsInPast = errors.New("price terms cannot take effect in the past")
+)
 
 // SetPriceTerms stores t as the partner's next version and returns it as stored. The partner
 // must exist (settlement.ErrPartnerUnknown).
 func (s *Store) SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now time.Time) (settlement.PriceTerms, error) {
 	if t.EffectiveAt.IsZero() {
 		t.EffectiveAt = now
+	}
+	if t.EffectiveAt.Before(now.Add(-time.Second)) {
+		return t, fmt.Errorf("%w: %s", ErrTermsInPast, t.EffectiveAt.UTC().Format(time.RFC3339))
 	}
 	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		var exists bool

@@ -17,7 +17,12 @@ import (
 // though created before its cutoff.
 const membership = `((t.period <= $1 AND t.created_at > $2 AND t.created_at <= $3) OR (t.period = $1 AND t.created_at <= $2))`
 
-const lateExpr = `(t.created_at <= $2)`
+// lateExpr flags late items: committed after their period closed, or reversals of a
+// transaction of an earlier period (late adjustments). It needs o, the reversed original.
+const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
+
+// lateOwnExpr is lateExpr for rows that reverse nothing.
+const lateOwnExpr = `(t.created_at <= $2)`
 
 var flowsSQL = `SELECT t.partner_id, t.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, t.price_version), ` + lateExpr + `,
 	sum(t.points), count(*)
@@ -25,7 +30,7 @@ FROM transactions t LEFT JOIN transactions o ON o.id = t.reverses_id
 WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership + `
 GROUP BY 1, 2, 3, 4, 5`
 
-var lineageSQL = `SELECT c.issuer, t.partner_id, t.price_version, ` + lateExpr + `, false, sum(c.points), count(DISTINCT t.id)
+var lineageSQL = `SELECT c.issuer, t.partner_id, t.price_version, ` + lateOwnExpr + `, false, sum(c.points), count(DISTINCT t.id)
 FROM lot_consumptions c JOIN transactions t ON t.id = c.txn_id
 WHERE ` + membership + `
 GROUP BY 1, 2, 3, 4
@@ -41,7 +46,8 @@ WHERE e.account LIKE 'partner:%' AND ` + membership + `
 GROUP BY e.account`
 
 var countsSQL = `SELECT count(*), COALESCE(sum(CASE WHEN ` + lateExpr + ` THEN 1 ELSE 0 END), 0)
-FROM transactions t WHERE ` + membership
+FROM transactions t LEFT JOIN transactions o ON o.id = t.reverses_id
+WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership
 
 // periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
 // transaction is SERIALIZABLE READ ONLY DEFERRABLE: it waits for a snapshot that cannot be

@@ -102,6 +102,7 @@ func partnerIssuer(id string) string          { return "partner:" + id }
 
 // writes queues a transaction's writes to send in one round trip (pgx batch).
 type writes struct {
+	stamp *stamp // period and price version every transaction row is stamped with
 	batch pgx.Batch
 	want  []int64 // expected rows affected per statement; -1 means any
 	what  []string
@@ -160,14 +161,18 @@ func (w *writes) addTxn(t txnRow, entries ...entry) error {
 	if sum != 0 || len(entries) < 2 {
 		return fmt.Errorf("transaction %s: %d entries sum to %d, want 0", t.id, len(entries), sum)
 	}
+	if w.stamp == nil {
+		return fmt.Errorf("transaction %s: not stamped with a settlement period", t.id)
+	}
 	var metadata any
 	if len(t.metadata) > 0 {
 		metadata = t.metadata
 	}
 	w.exec("insert transaction", 1, `INSERT INTO transactions
-		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt)
+		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at, period, price_version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt,
+		w.stamp.period, w.stamp.priceVersion)
 	for i, e := range entries {
 		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at) VALUES ($1, $2, $3, $4, $5)`,
 			t.id, i, e.account, e.amount, t.createdAt)

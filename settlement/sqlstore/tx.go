@@ -34,7 +34,8 @@ type RunnerConfig struct {
 	// Defaults 2ms and 200ms. The actual delay is uniformly random below the cap (full jitter).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
-	// OnRetry, when set, is told about each retry (metrics, tests).
+	// OnRetry, when set, is told about each retry (metrics, tests): attempt is the number of the
+	// attempt that failed (1 = the first) and err its retryable error.
 	OnRetry func(attempt int, err error)
 }
 
@@ -71,18 +72,20 @@ func NewRunner(pool *pgxpool.Pool, cfg RunnerConfig) (*Runner, error) {
 // when the retry bound is exhausted.
 func (r *Runner) Run(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	attempt := 0
+	var lastErr error
 	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, r.cfg.MaxRetries), func(ctx context.Context, _ ...any) error {
 		if attempt > 0 {
+			// ExecuteCtx calls again only after a retryable failure: this is a retry.
+			if r.cfg.OnRetry != nil {
+				r.cfg.OnRetry(attempt, lastErr)
+			}
 			if err := r.sleep(ctx, attempt); err != nil {
 				return err
 			}
 		}
 		attempt++
-		err := r.once(ctx, fn)
-		if err != nil && isRetryable(err) && r.cfg.OnRetry != nil {
-			r.cfg.OnRetry(attempt, err)
-		}
-		return err
+		lastErr = r.once(ctx, fn)
+		return lastErr
 	})
 	var maxed *crdb.MaxRetriesExceededError
 	if errors.As(err, &maxed) {
@@ -104,6 +107,9 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 	defer cancel()
 	if err := tx.Commit(commitCtx); err != nil {
 		var pgErr *pgconn.PgError
+		if errors.Is(err, pgx.ErrTxCommitRollback) {
+			return fmt.Errorf("commit rolled back: %w", err) // definitely not committed
+		}
 		if errors.As(err, &pgErr) {
 			// The server answered: the transaction did not commit.
 			return retryable(fmt.Errorf("commit: %w", err))
@@ -149,9 +155,4 @@ func retryable(err error) error {
 		return &retryError{err: err}
 	}
 	return err
-}
-
-func isRetryable(err error) bool {
-	var s interface{ SQLState() string }
-	return errors.As(err, &s) && s.SQLState() == sqlstateSerializationFailure
 }

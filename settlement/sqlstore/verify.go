@@ -38,14 +38,23 @@ var invariants = []struct{ check, sql string }{
 		`SELECT t.id::TEXT, t.points::TEXT || ' vs ' || COALESCE(sum(c.points), 0)::TEXT FROM transactions t
 		 LEFT JOIN lot_consumptions c ON c.txn_id = t.id
 		 WHERE t.kind IN ('redeem', 'capture') GROUP BY t.id, t.points HAVING t.points <> COALESCE(sum(c.points), 0)`},
+	// Redemptions and holds never take available below zero; only award reversals do (spent or
+	// held points), so available + Σ points reversed from the member's awards is never negative.
 	{"no available balance below zero unless from a reversed award",
-		`SELECT id, (posted - held)::TEXT FROM members WHERE posted - held < 0 AND debt = 0`},
+		`SELECT m.id, (m.posted - m.held)::TEXT || ' with ' || COALESCE(r.total, 0)::TEXT || ' reversed from awards' FROM members m
+		 LEFT JOIN (SELECT rev.member_id, sum(rev.points) AS total FROM transactions rev
+		            JOIN transactions a ON a.id = rev.reverses_id AND a.kind = 'award'
+		            WHERE rev.kind = 'reversal' GROUP BY rev.member_id) r ON r.member_id = m.id
+		 WHERE m.posted - m.held + COALESCE(r.total, 0) < 0`},
 	{"issued - reversed = outstanding + redeemed",
 		`SELECT 'coalition', i::TEXT || ' vs ' || o::TEXT || ' + ' || r::TEXT FROM (SELECT
 		   (SELECT COALESCE(sum(points - reversed), 0) FROM lots) AS i,
 		   (SELECT COALESCE(sum(remaining), 0) FROM lots) AS o,
 		   (SELECT COALESCE(sum(points - returned), 0) FROM lot_consumptions) AS r,
 		   (SELECT COALESCE(sum(debt), 0) FROM members) AS d) x WHERE i + d <> o + r`},
+	{"no idempotency key with two effects",
+		`SELECT partner_id || '/' || idempotency_key, count(*)::TEXT || ' transactions' FROM transactions
+		 WHERE idempotency_key <> '' GROUP BY partner_id, idempotency_key HAVING count(*) > 1`},
 }
 
 // Verify checks the ledger invariants on one consistent snapshot and returns every violation.

@@ -1,0 +1,104 @@
+package sqlstore_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/coalitionexchange/coalition/settlement/sqlstore"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore/sqlstoretest"
+)
+
+func openPool(t *testing.T, url string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := sqlstore.Open(ctx, url, maxConns)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func TestMigrations(t *testing.T) {
+	ms, err := sqlstore.Migrations()
+	if err != nil {
+		t.Fatalf("Migrations: %v", err)
+	}
+	if len(ms) == 0 {
+		t.Fatal("Migrations: got none, want the embedded schema")
+	}
+	for i, m := range ms {
+		if m.Version != int64(i+1) {
+			t.Errorf("migration %d: got version %d (%s), want %d: versions are dense", i, m.Version, m.Name, i+1)
+		}
+	}
+}
+
+func TestMigrateTwice(t *testing.T) {
+	ms, err := sqlstore.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := openPool(t, sqlstoretest.NewDatabase(t), 4)
+	ctx := ctxFor(t)
+	if got, err := sqlstore.SchemaVersion(ctx, pool); err == nil {
+		t.Errorf("SchemaVersion before Migrate: got %d, want an error (no schema_migrations table)", got)
+	}
+	for i, want := range []int{len(ms), 0} {
+		got, err := sqlstore.Migrate(ctx, pool, quiet)
+		if err != nil {
+			t.Fatalf("Migrate #%d: %v", i+1, err)
+		}
+		if got != want {
+			t.Errorf("Migrate #%d: got %d applied, want %d", i+1, got, want)
+		}
+	}
+	version, err := sqlstore.SchemaVersion(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ms[len(ms)-1].Version; version != want {
+		t.Errorf("SchemaVersion: got %d, want %d", version, want)
+	}
+}
+
+// TestMigrateConcurrently runs two migrators, as two replicas starting at once would, each
+// with its own pool: both succeed and each migration is applied exactly once.
+func TestMigrateConcurrently(t *testing.T) {
+	ms, err := sqlstore.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	for round := range 3 {
+		url := sqlstoretest.NewDatabase(t)
+		pools := []*pgxpool.Pool{openPool(t, url, 2), openPool(t, url, 2)}
+		applied := make([]int, len(pools))
+		errs := make([]error, len(pools))
+		var wg sync.WaitGroup
+		for i, pool := range pools {
+			wg.Go(func() { applied[i], errs[i] = sqlstore.Migrate(ctx, pool, quiet) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: Migrate #%d: %v", round, i+1, err)
+			}
+		}
+		if got, want := applied[0]+applied[1], len(ms); got != want {
+			t.Errorf("round %d: migrations applied: got %d+%d, want %d in all", round, applied[0], applied[1], want)
+		}
+		var rows int64
+		if err := pools[0].QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != int64(len(ms)) {
+			t.Errorf("round %d: schema_migrations rows: got %d, want %d", round, rows, len(ms))
+		}
+	}
+}

@@ -1,0 +1,34 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// stateShards is the number of settlement_state rows (migration 0013).
+const stateShards = 16
+
+// stamp is what every ledger transaction records for settlement: the open period and the
+// price-book version of its partner in force at the time.
+type stamp struct {
+	period       int64
+	priceVersion int64
+}
+
+// readStamp reads one settlement_state shard FOR SHARE — so a period close, which updates
+// every shard, waits for this transaction — and the partner's effective price version.
+func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
+	var st stamp
+	err := tx.QueryRow(ctx, `SELECT s.open_period,
+			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
+		FROM settlement_state s WHERE s.shard = $1 FOR SHARE`, rand.IntN(stateShards), partnerID, now).
+		Scan(&st.period, &st.priceVersion)
+	if err != nil {
+		return nil, fmt.Errorf("read settlement period: %w", err)
+	}
+	return &st, nil
+}
