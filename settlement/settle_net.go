@@ -166,3 +166,11 @@ func comparePoints(name string, got, want map[string]int64) Check {
 	}
 	return c
 }
+
+// Renet recomputes positions, payments and totals of r from its lines, for a run read back
+// from storage: the stored lines are the source of truth.
+func Renet(r *Result) error {
+	r.Positions, r.Payments = nil, nil
+	r.OperatorRevenue, r.GrossTotal, r.NettedTotal = apd.Decimal{}, apd.Decimal{}, apd.Decimal{}
+	return net(r)
+}

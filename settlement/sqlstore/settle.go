@@ -14,45 +14,19 @@ import (
 
 // Errors of settlement runs.
 var (
-	ErrCutoffTooRecent = errors.New("cutoff is not far enough in the past")
+	ErrCutoffTooRecent  = errors.New("cutoff is not far enough in the past")
 	ErrCutoffBeforeLast = errors.New("cutoff is before the latest closed period's cutoff and is not one of the closed cutoffs")
-	ErrRunInProgress   = errors.New("another settlement run holds the lease")
-	ErrRunNotFound     = errors.New("settlement run not found")
+	ErrRunInProgress    = errors.New("another settlement run holds the lease")
+	ErrRunNotFound      = errors.New("settlement run not found")
 )
 
 // firstCutoff stands for "the beginning of time" as the first period's previous cutoff.
 var firstCutoff = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// SettleConfig says how a run is made.
-type SettleConfig struct {
-	Cutoff    time.Time
-	Now       time.Time
-	SafetyLag time.Duration // the cutoff must be at least this far in the past
-	Holder    string        // lease holder name (replica id)
-	LeaseTTL  time.Duration // default 10 minutes
-	Progress  func(step string)
-}
-
-// RunRecord is a stored settlement run.
-type RunRecord struct {
-	ID             int64
-	Period         int64
-	PreviousCutoff time.Time
-	Cutoff         time.Time
-	Model          settlement.Model
-	Status         string // published or failed
-	Currency       string
-	Checks         []settlement.Check
-	Result         settlement.Result
-	Transactions   int64
-	Late           int64
-	CreatedAt      time.Time
-}
-
 // Settle closes the period ending at cfg.Cutoff (or re-runs the closed period with exactly
 // that cutoff), aggregates it on one consistent snapshot, prices and nets it, checks it and
 // stores the run. Only one run at a time holds the lease.
-func (s *Store) Settle(ctx context.Context, cfg SettleConfig) (RunRecord, error) {
+func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settlement.RunRecord, error) {
 	progress := cfg.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -61,33 +35,33 @@ func (s *Store) Settle(ctx context.Context, cfg SettleConfig) (RunRecord, error)
 		cfg.LeaseTTL = 10 * time.Minute
 	}
 	if cfg.Cutoff.After(cfg.Now.Add(-cfg.SafetyLag)) {
-		return RunRecord{}, fmt.Errorf("%w: %s is within the safety lag of %s", ErrCutoffTooRecent,
+		return settlement.RunRecord{}, fmt.Errorf("%w: %s is within the safety lag of %s", ErrCutoffTooRecent,
 			cfg.Cutoff.UTC().Format(time.RFC3339), cfg.SafetyLag)
 	}
 	if err := s.acquireLease(ctx, cfg); err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
 	defer s.releaseLease(cfg.Holder)
 	progress("closing the period")
 	period, prev, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
 	if err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
 	model, err := s.Setting(ctx, "settlement_model", string(settlement.ModelHub))
 	if err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("aggregating period %d (%s, %s] on one snapshot", period, prev.Format(time.RFC3339), cfg.Cutoff.UTC().Format(time.RFC3339)))
 	data, err := s.periodData(ctx, period, prev, cfg.Cutoff.UTC())
 	if err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("pricing %d transactions (%d late) under the %s model", data.Transactions, data.Late, model))
 	res, err := settlement.Compute(settlement.Model(model), data)
 	if err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
-	rec := RunRecord{Period: period, PreviousCutoff: prev, Cutoff: cfg.Cutoff.UTC(), Model: settlement.Model(model),
+	rec := settlement.RunRecord{Period: period, PreviousCutoff: prev, Cutoff: cfg.Cutoff.UTC(), Model: settlement.Model(model),
 		Currency: res.Currency, Checks: res.Checks, Result: res, Transactions: data.Transactions, Late: data.Late, CreatedAt: cfg.Now}
 	rec.Status = "published"
 	if !res.Passed() {
@@ -95,13 +69,13 @@ func (s *Store) Settle(ctx context.Context, cfg SettleConfig) (RunRecord, error)
 	}
 	progress("storing the run")
 	if err := s.storeRun(ctx, &rec); err != nil {
-		return RunRecord{}, err
+		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("run %d %s", rec.ID, rec.Status))
 	return rec, nil
 }
 
-func (s *Store) acquireLease(ctx context.Context, cfg SettleConfig) error {
+func (s *Store) acquireLease(ctx context.Context, cfg settlement.SettleConfig) error {
 	return s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO settlement_lease (name, holder, expires_at) VALUES ('settlement', $1, $2)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
@@ -168,7 +142,7 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, 
 }
 
 // storeRun assigns the next run id and writes the run with its lines and matrix.
-func (s *Store) storeRun(ctx context.Context, rec *RunRecord) error {
+func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord) error {
 	checks, err := json.Marshal(rec.Checks)
 	if err != nil {
 		return err

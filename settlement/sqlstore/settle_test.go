@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/coalitionexchange/coalition/settlement"
-	"github.com/coalitionexchange/coalition/settlement/sqlstore"
 )
 
 const fuel = "city-fuel"
@@ -51,9 +50,9 @@ func decimal(t *testing.T, s string) apd.Decimal {
 }
 
 // settle runs settlement at cutoff with the clock an hour later.
-func (e *env) settle(t *testing.T, cutoff time.Time) sqlstore.RunRecord {
+func (e *env) settle(t *testing.T, cutoff time.Time) settlement.RunRecord {
 	t.Helper()
-	rec, err := e.store.Settle(ctxFor(t), sqlstore.SettleConfig{Cutoff: cutoff, Now: e.clock.Now(), SafetyLag: time.Minute, Holder: t.Name()})
+	rec, err := e.store.Settle(ctxFor(t), settlement.SettleConfig{Cutoff: cutoff, Now: e.clock.Now(), SafetyLag: time.Minute, Holder: t.Name()})
 	if err != nil {
 		t.Fatalf("Settle(%s): %v", cutoff.Format(time.RFC3339), err)
 	}
@@ -63,7 +62,7 @@ func (e *env) settle(t *testing.T, cutoff time.Time) sqlstore.RunRecord {
 	return rec
 }
 
-func nets(rec sqlstore.RunRecord) map[string]string {
+func nets(rec settlement.RunRecord) map[string]string {
 	out := map[string]string{"operator": rec.Result.OperatorRevenue.Text('f')}
 	for _, p := range rec.Result.Positions {
 		out[p.PartnerID] = p.Net.Text('f')
@@ -71,7 +70,7 @@ func nets(rec sqlstore.RunRecord) map[string]string {
 	return out
 }
 
-func wantNets(t *testing.T, rec sqlstore.RunRecord, want map[string]string) {
+func wantNets(t *testing.T, rec settlement.RunRecord, want map[string]string) {
 	t.Helper()
 	got := nets(rec)
 	for k, v := range want {
@@ -208,7 +207,7 @@ func TestSettlementUnderConcurrentTraffic(t *testing.T) {
 			}
 		}()
 	}
-	var runs []sqlstore.RunRecord
+	var runs []settlement.RunRecord
 	for range 3 {
 		time.Sleep(50 * time.Millisecond) // let traffic build between closes; not a wait for a result
 		e.clock.Advance(time.Minute)
