@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -115,7 +116,7 @@ func (c *Client) SignPartnerCSR(ctx context.Context, req SignPartnerCSRRequest) 
 }
 
 // publicKeyEqual compares two public keys of any standard type.
-func publicKeyEqual(a, b any) bool {
-	k, ok := a.(interface{ Equal(x any) bool })
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(x crypto.PublicKey) bool })
 	return ok && k.Equal(b)
 }
