@@ -93,6 +93,10 @@ func (ic *interceptors) observeUnary(ctx context.Context, req any, info *grpc.Un
 	if caller, ok := callerFrom(ctx); ok {
 		attrs = append(attrs, "caller", caller.URI)
 	}
+	if partner != "" {
+		attrs = append(attrs, "partner", partner)
+	}
+	attrs = append(attrs, traceLogAttrs(ctx, partner)...)
 	if k, ok := req.(interface{ GetIdempotencyKey() string }); ok {
 		attrs = append(attrs, "idempotency_key", k.GetIdempotencyKey())
 	}

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -10,6 +12,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	// TxnRetries counts ledger transaction retries; wire it to sqlstore.RunnerConfig.OnRetry.
 	TxnRetries prometheus.Counter
+	certs      *certExpiry // coalition_certificate_expiry_seconds (certmetrics.go)
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -28,8 +31,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "coalition_ledger_txn_retries_total",
 			Help: "Ledger transactions re-run after a serialization failure or deadlock.",
 		}),
+		certs: newCertExpiry(time.Now),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

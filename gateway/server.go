@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -41,6 +42,8 @@ type Config struct {
 	PartnerCacheTTL time.Duration
 	Logger          *slog.Logger         // default slog.Default()
 	Registry        *prometheus.Registry // default a new registry with Go and process collectors
+	// TracerProvider traces every RPC (tracing.go); default none.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the gRPC gateway plus its HTTP health and metrics endpoints.
@@ -80,12 +83,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	metrics.watchServerCertificate(cfg.Certs)
 	ic := &interceptors{
 		log: cfg.Logger, metrics: metrics, trustDomain: cfg.TrustDomain,
 		partners: &partnerCache{dir: cfg.Partners, ttl: cfg.PartnerCacheTTL, now: time.Now, entries: map[string]cachedPartner{}},
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsconfig.Server(cfg.Certs))),
+		grpc.StatsHandler(statsHandler(cfg.TracerProvider)),
 		grpc.ChainUnaryInterceptor(ic.observeUnary, ic.recoverUnary, ic.authUnary),
 		grpc.ChainStreamInterceptor(ic.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),

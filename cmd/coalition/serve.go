@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coalitionexchange/coalition/gateway"
@@ -30,6 +31,8 @@ type gatewayOptions struct {
 	partnerCacheTTL   time.Duration
 	maxConns          int32
 	logFormat         string
+	// tracerProvider traces RPCs (set by the command, not a flag); nil means no tracing.
+	tracerProvider trace.TracerProvider
 }
 
 func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string, reflection bool) {
@@ -67,7 +70,8 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 		return err
 	}
 	srv, err := gateway.New(gateway.Config{Ledger: ledger, Partners: store, Certs: certs, Ready: store.Ping,
-		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log})
+		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log,
+		TracerProvider: o.tracerProvider})
 	if err != nil {
 		return err
 	}
@@ -122,7 +126,13 @@ func newServeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pool, err := sqlstore.Open(cmd.Context(), url, o.maxConns)
+			tp, stopTracing, err := startTracing(cmd.Context(), e.getenv, log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
+			o.tracerProvider = tp
+			pool, err := openPool(cmd.Context(), url, o.maxConns, tp)
 			if err != nil {
 				return err
 			}
