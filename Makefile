@@ -6,14 +6,14 @@ BIN := bin/coalition
 # Where `make demo` keeps its database and certificates (kept across runs).
 DEMO_DIR ?= /tmp/coalition-dev
 
-.PHONY: demo test build generate proto-check vet go-test postgres clean
+.PHONY: demo test build generate proto-check vet go-test postgres clean validate-manifests config-docs config-docs-check
 
 ## demo: build and run `coalition dev` with the scripted tour; Ctrl-C stops it.
 demo: postgres build
 	$(BIN) dev --data-dir $(DEMO_DIR) --tour --log-format text
 
 ## test: install what the tests need (PostgreSQL), check the protos, vet, run every test with -race.
-test: postgres proto-check vet go-test
+test: postgres proto-check vet go-test validate-manifests config-docs-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/coalition
@@ -43,3 +43,17 @@ go-test:
 
 clean:
 	rm -rf bin
+
+## validate-manifests: render deploy/kubernetes overlays (kustomize) and check them against the
+## Kubernetes schemas (kubeconform, strict); both pinned, run through `go run`.
+validate-manifests:
+	@bash scripts/validate-manifests.sh
+
+## config-docs: regenerate docs/configuration.md from the commands' flags.
+config-docs:
+	$(GO) run ./cmd/coalition docs config --out docs/configuration.md
+
+## config-docs-check: fail when docs/configuration.md differs from what the code generates.
+config-docs-check:
+	@$(GO) run ./cmd/coalition docs config | diff -u docs/configuration.md - >/dev/null || { \
+		echo "config-docs-check: docs/configuration.md is stale: run 'make config-docs' and commit it" >&2; exit 1; }

@@ -43,6 +43,12 @@ var codeByReason = map[string]codes.Code{
 	settlement.ErrPartnerSuspended.Reason:        codes.PermissionDenied,
 	settlement.ErrAmbiguousCommit.Reason:         codes.Unavailable,
 	settlement.ErrInvalidPageToken.Reason:        codes.InvalidArgument,
+	settlement.ErrCutoffTooRecent.Reason:         codes.FailedPrecondition,
+	settlement.ErrCutoffBeforeLast.Reason:        codes.FailedPrecondition,
+	settlement.ErrRunInProgress.Reason:           codes.Aborted,
+	settlement.ErrRunNotFound.Reason:             codes.NotFound,
+	settlement.ErrTermsRejected.Reason:           codes.FailedPrecondition,
+	settlement.ErrRecordsRejected.Reason:         codes.InvalidArgument,
 }
 
 // retryDelay is the RetryInfo hint sent with errors the caller should retry with the same key.

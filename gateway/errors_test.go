@@ -94,6 +94,12 @@ func TestStatusDomainErrors(t *testing.T) {
 		{settlement.ErrPartnerSuspended, codes.PermissionDenied, false, false},
 		{settlement.ErrAmbiguousCommit, codes.Unavailable, true, true},
 		{settlement.ErrInvalidPageToken, codes.InvalidArgument, false, false},
+		{settlement.ErrCutoffTooRecent, codes.FailedPrecondition, false, false},
+		{settlement.ErrCutoffBeforeLast, codes.FailedPrecondition, false, false},
+		{settlement.ErrRunInProgress, codes.Aborted, true, false},
+		{settlement.ErrRunNotFound, codes.NotFound, false, false},
+		{settlement.ErrTermsRejected, codes.FailedPrecondition, false, false},
+		{settlement.ErrRecordsRejected, codes.InvalidArgument, false, false},
 	}
 	tested := map[string]bool{}
 	for _, tt := range tests {

@@ -54,6 +54,12 @@ var rolesByService = map[string][]tlsconfig.Role{
 	"grpc.reflection.v1alpha.ServerReflection": {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},
 }
 
+// rolesByMethod overrides rolesByService for single methods.
+var rolesByMethod = map[string][]tlsconfig.Role{
+	// Partners submit their own records; finance imports them on a partner's behalf.
+	"/coalition.v1.SettlementService/SubmitPartnerRecords": {tlsconfig.RolePartner, tlsconfig.RoleFinance},
+}
+
 // PartnerDirectory looks partners up by id. Errors: settlement.ErrPartnerUnknown.
 type PartnerDirectory interface {
 	Partner(ctx context.Context, id string) (settlement.Partner, error)
@@ -135,7 +141,11 @@ func (ic *interceptors) authorize(ctx context.Context, fullMethod string) (conte
 		return ctx, withInfo(codes.Unauthenticated, "no valid client identity: "+err.Error(), ReasonUnauthenticated, nil).Err()
 	}
 	service := strings.TrimPrefix(path.Dir(fullMethod), "/")
-	if !roleAllowed(rolesByService[service], id.Role) {
+	roles, ok := rolesByMethod[fullMethod]
+	if !ok {
+		roles = rolesByService[service]
+	}
+	if !roleAllowed(roles, id.Role) {
 		return ctx, withInfo(codes.PermissionDenied, fmt.Sprintf("role %s may not call %s", id.Role, service), ReasonRoleNotAllowed, nil).Err()
 	}
 	ctx = context.WithValue(ctx, identityKey{}, id)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
+	"github.com/coalitionexchange/coalition/settlement"
 )
 
 // DefaultTrustDomain is the SPIFFE trust domain of caller identities.
@@ -32,6 +34,16 @@ type Config struct {
 	Ledger   Ledger               // required
 	Partners PartnerDirectory     // required
 	Certs    tlsconfig.CertSource // required: server certificate and client CA pool
+	// Admin backs AdminService; nil leaves the service unregistered.
+	Admin Registry
+	// Settlements backs SettlementService; nil leaves the service unregistered.
+	Settlements Settlements
+	// Signer signs published statements; nil leaves them unsigned.
+	Signer settlement.StatementSigner
+	// SettlementSafetyLag is how far in the past a cutoff must be; default 5 minutes.
+	SettlementSafetyLag time.Duration
+	// Holder names this replica in the settlement lease; default the host name.
+	Holder string
 	// Ready reports whether dependencies (the database) are usable; nil means always ready.
 	Ready func(ctx context.Context) error
 	// TrustDomain of caller SPIFFE ids; default DefaultTrustDomain.
@@ -98,6 +110,19 @@ func New(cfg Config) (*Server, error) {
 	)
 	hs := health.NewServer()
 	coalitionv1.RegisterPointsServiceServer(gs, &pointsService{ledger: cfg.Ledger})
+	if cfg.Admin != nil {
+		coalitionv1.RegisterAdminServiceServer(gs, &adminService{registry: cfg.Admin, now: time.Now})
+	}
+	if cfg.Settlements != nil {
+		if cfg.SettlementSafetyLag <= 0 {
+			cfg.SettlementSafetyLag = 5 * time.Minute
+		}
+		if cfg.Holder == "" {
+			cfg.Holder, _ = os.Hostname()
+		}
+		coalitionv1.RegisterSettlementServiceServer(gs, &settlementService{store: cfg.Settlements, signer: cfg.Signer,
+			safetyLag: cfg.SettlementSafetyLag, holder: cfg.Holder, now: time.Now, log: cfg.Logger})
+	}
 	healthpb.RegisterHealthServer(gs, hs)
 	if cfg.Reflection {
 		reflection.Register(gs)

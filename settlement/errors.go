@@ -46,12 +46,23 @@ var (
 	ErrInvalidPageToken       = newError("INVALID_PAGE_TOKEN", "page token is malformed", false)
 )
 
+// Errors of settlement runs and the price book.
+var (
+	ErrCutoffTooRecent  = newError("CUTOFF_TOO_RECENT", "cutoff is not far enough in the past", false)
+	ErrCutoffBeforeLast = newError("CUTOFF_BEFORE_LAST", "cutoff is before the latest closed period and is not one of its cutoffs", false)
+	ErrRunInProgress    = newError("RUN_IN_PROGRESS", "another settlement run holds the lease", false)
+	ErrRunNotFound      = newError("RUN_NOT_FOUND", "settlement run not found", false)
+	ErrTermsRejected    = newError("PRICE_TERMS_REJECTED", "price terms rejected", false)
+	ErrRecordsRejected  = newError("RECORDS_REJECTED", "partner records rejected", false)
+)
+
 // allErrors lists every sentinel, so a stored reason can be turned back into its error.
 var allErrors = []*Error{
 	ErrInsufficientPoints, ErrHoldNotOpen, ErrCaptureExceedsHold, ErrReversalExceedsOriginal,
 	ErrNotReversible, ErrMemberBlocked, ErrMemberNotFound, ErrTransactionNotFound, ErrHoldNotFound,
 	ErrIdempotencyKeyReused, ErrIdempotencyKeyInFlight, ErrPartnerUnknown, ErrPartnerSuspended,
 	ErrAmbiguousCommit, ErrTransactionConflict, ErrInvalidPageToken,
+	ErrCutoffTooRecent, ErrCutoffBeforeLast, ErrRunInProgress, ErrRunNotFound, ErrTermsRejected, ErrRecordsRejected,
 }
 
 // Reasons returns every domain error reason, for the gateway's mapping table and its test.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coalitionexchange/coalition/cmd/coalition/internal/localsign"
 	"github.com/coalitionexchange/coalition/gateway/devca"
 	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	"github.com/coalitionexchange/coalition/settlement"
@@ -24,6 +25,42 @@ var demoPartners = []settlement.Partner{
 	{ID: "acme-air", Name: "Acme Air"},
 	{ID: "bean-coffee", Name: "Bean Coffee"},
 	{ID: "city-fuel", Name: "City Fuel"},
+}
+
+// demoTerms are the README's worked example (EUR per point, no fees): issue price,
+// reimbursement rate.
+var demoTerms = map[string][2]string{
+	"acme-air":    {"0.0100", "0.0080"},
+	"bean-coffee": {"0.0120", "0.0090"},
+	"city-fuel":   {"0.0110", "0.0085"},
+}
+
+// seedDemo registers the demo partners and, when they have none, their price terms.
+func seedDemo(ctx context.Context, store *sqlstore.Store) error {
+	for _, p := range demoPartners {
+		if _, err := store.EnsurePartner(ctx, p); err != nil {
+			return fmt.Errorf("register partner %s: %w", p.ID, err)
+		}
+		existing, err := store.ListPriceTerms(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		if len(existing) > 0 {
+			continue
+		}
+		t := settlement.PriceTerms{PartnerID: p.ID, Currency: "EUR"}
+		rates := demoTerms[p.ID]
+		if t.IssuePrice, err = settlement.ParseDecimal("issue_price", rates[0]); err != nil {
+			return err
+		}
+		if t.ReimbursementRate, err = settlement.ParseDecimal("reimbursement_rate", rates[1]); err != nil {
+			return err
+		}
+		if _, err := store.SetPriceTerms(ctx, t, time.Now()); err != nil {
+			return fmt.Errorf("price terms of %s: %w", p.ID, err)
+		}
+	}
+	return nil
 }
 
 // devIdentities are the client certificates `coalition dev` writes.
@@ -56,6 +93,9 @@ restarts unless --ephemeral.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDev(cmd.Context(), e, o) },
 	}
 	o.register(cmd, "127.0.0.1:7443", "127.0.0.1:7080", true)
+	// Locally a period can be settled seconds after its cutoff.
+	o.safetyLag = 10 * time.Second
+	cmd.Flags().Lookup("settlement-safety-lag").DefValue = o.safetyLag.String()
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", filepath.Join(os.TempDir(), "coalition-dev"), "directory for the database and certificates")
 	f.BoolVar(&o.ephemeral, "ephemeral", false, "use a fresh temporary directory and delete it on exit")
@@ -131,11 +171,14 @@ func serveDev(ctx context.Context, e *env, o devOptions, dir string, db *localpg
 	if err != nil {
 		return err
 	}
-	for _, p := range demoPartners {
-		if _, err := store.EnsurePartner(ctx, p); err != nil {
-			return fmt.Errorf("register partner %s: %w", p.ID, err)
-		}
+	if err := seedDemo(ctx, store); err != nil {
+		return err
 	}
+	signer, err := localsign.Open(filepath.Join(dir, "statement-signing.key"))
+	if err != nil {
+		return fmt.Errorf("statement signing key: %w", err)
+	}
+	o.signer = signer
 	return runGateway(ctx, o.gatewayOptions, pool, certs, log, func(ctx context.Context, grpcAddr, httpAddr string) error {
 		printReady(e.stdout, grpcAddr, httpAddr, certDir)
 		if !o.tour {

@@ -25,6 +25,7 @@ func main() {
 // run executes the command line args; it is main without the process globals.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	root := newRootCmd(getenv, stdout, stderr)
+	root.AddCommand(newDocsCmd(root, &env{getenv: getenv, stdout: stdout, stderr: stderr}))
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

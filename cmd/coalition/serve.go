@@ -22,6 +22,9 @@ import (
 
 // gatewayOptions are the flags shared by serve and dev.
 type gatewayOptions struct {
+	// certsReady, set by serve when certificates come from Vault (not a flag), joins readiness.
+	certsReady func(context.Context) error
+
 	grpcAddr          string
 	httpAddr          string
 	trustDomain       string
@@ -31,6 +34,9 @@ type gatewayOptions struct {
 	partnerCacheTTL   time.Duration
 	maxConns          int32
 	logFormat         string
+	safetyLag         time.Duration
+	// signer signs published statements (set by the command, not a flag); nil: unsigned.
+	signer settlement.StatementSigner
 	// tracerProvider traces RPCs (set by the command, not a flag); nil means no tracing.
 	tracerProvider trace.TracerProvider
 }
@@ -46,6 +52,7 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.DurationVar(&o.partnerCacheTTL, "partner-cache-ttl", time.Second, "how long a partner's status is cached")
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
 }
 
 // readyFunc is called once the listeners are bound, with their actual addresses.
@@ -69,7 +76,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Config{Ledger: ledger, Partners: store, Certs: certs, Ready: store.Ping,
+	srv, err := gateway.New(gateway.Config{Ledger: ledger, Partners: store, Certs: certs, Ready: ready(store.Ping, o.certsReady), Admin: store, Settlements: store, SettlementSafetyLag: o.safetyLag, Signer: o.signer,
 		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log,
 		TracerProvider: o.tracerProvider})
 	if err != nil {
@@ -113,19 +120,23 @@ func newServeCmd(e *env) *cobra.Command {
 	var o gatewayOptions
 	var url, certFile, keyFile, caFile string
 	var migrate bool
+	var v vaultOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the gateway against a database with certificates from files",
+		Short: "Run the gateway against a database with certificates from Vault PKI or files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if url == "" || certFile == "" || keyFile == "" || caFile == "" {
-				return errors.New("--database-url, --tls-cert, --tls-key and --tls-client-ca are required (or COALITION_DATABASE_URL, COALITION_TLS_CERT, ...)")
-			}
 			log := newLogger(e.stderr, o.logFormat)
-			certs, err := tlsconfig.NewFileSource(certFile, keyFile, caFile)
+			certs, rt, err := serveCerts(cmd.Context(), e, o, v, url, certFile, keyFile, caFile, log)
 			if err != nil {
 				return err
 			}
+			if url, err = rt.databaseURL(url); err != nil {
+				return err
+			}
+			o.certsReady = rt.readyFunc()
+			ctx, stopVault := rt.start(cmd.Context())
+			defer stopVault(nil) // on early returns; the error of a normal end is returned below
 			tp, stopTracing, err := startTracing(cmd.Context(), e.getenv, log)
 			if err != nil {
 				return err
@@ -142,10 +153,10 @@ func newServeCmd(e *env) *cobra.Command {
 					return err
 				}
 			}
-			return runGateway(cmd.Context(), o, pool, certs, log, func(_ context.Context, grpcAddr, httpAddr string) error {
+			return stopVault(runGateway(ctx, o, pool, certs, log, func(_ context.Context, grpcAddr, httpAddr string) error {
 				log.Info("serving", "grpc", grpcAddr, "http", httpAddr)
 				return nil
-			})
+			}))
 		},
 	}
 	o.register(cmd, ":7443", ":7080", false)
@@ -155,5 +166,6 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringVar(&keyFile, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&caFile, "tls-client-ca", "", "CA bundle that verifies client certificates (PEM)")
 	f.BoolVar(&migrate, "migrate", false, "apply schema migrations before serving")
+	v.registerServe(f)
 	return cmd
 }

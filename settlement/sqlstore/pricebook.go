@@ -15,9 +15,9 @@ import (
 // Errors of SetPriceTerms.
 var (
 	// ErrTermsNotMonotonic: a new version must not take effect before the current latest one.
-	ErrTermsNotMonotonic = errors.New("price terms must take effect no earlier than the latest version")
+	ErrTermsNotMonotonic = fmt.Errorf("%w: must take effect no earlier than the latest version", settlement.ErrTermsRejected)
 	// ErrTermsInPast: transactions already stamped their version; a new one cannot reach back.
-	ErrTermsInPast = errors.New("price terms cannot take effect in the past")
+	ErrTermsInPast = fmt.Errorf("%w: cannot take effect in the past", settlement.ErrTermsRejected)
 )
 
 // SetPriceTerms stores t as the partner's next version and returns it as stored. The partner

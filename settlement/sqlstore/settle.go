@@ -12,12 +12,13 @@ import (
 	"github.com/coalitionexchange/coalition/settlement"
 )
 
-// Errors of settlement runs.
+// Errors of settlement runs are settlement's: ErrCutoffTooRecent, ErrCutoffBeforeLast,
+// ErrRunInProgress, ErrRunNotFound.
 var (
-	ErrCutoffTooRecent  = errors.New("cutoff is not far enough in the past")
-	ErrCutoffBeforeLast = errors.New("cutoff is before the latest closed period's cutoff and is not one of the closed cutoffs")
-	ErrRunInProgress    = errors.New("another settlement run holds the lease")
-	ErrRunNotFound      = errors.New("settlement run not found")
+	ErrCutoffTooRecent  = settlement.ErrCutoffTooRecent
+	ErrCutoffBeforeLast = settlement.ErrCutoffBeforeLast
+	ErrRunInProgress    = settlement.ErrRunInProgress
+	ErrRunNotFound      = settlement.ErrRunNotFound
 )
 
 // firstCutoff stands for "the beginning of time" as the first period's previous cutoff.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/apd/v3"
 	"github.com/jackc/pgx/v5"
@@ -154,4 +155,34 @@ func (s *Store) Reconcile(ctx context.Context, runID int64, partnerID string) ([
 		var it settlement.ReconItem
 		return it, r.Scan(&it.Outcome, &it.Reference, &it.Kind, &it.MemberID, &it.LedgerPoints, &it.PartnerPoints)
 	})
+}
+
+// StatementSignature returns the stored signature of a run's statement for a partner.
+func (s *Store) StatementSignature(ctx context.Context, runID int64, partnerID string) (settlement.Signature, bool, error) {
+	var sig settlement.Signature
+	err := s.pool.QueryRow(ctx, `SELECT key_name, key_version, signature FROM statement_signatures WHERE run_id = $1 AND partner_id = $2`,
+		runID, partnerID).Scan(&sig.KeyName, &sig.KeyVersion, &sig.Value)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sig, false, nil
+	}
+	if err != nil {
+		return sig, false, fmt.Errorf("read signature: %w", err)
+	}
+	return sig, true, nil
+}
+
+// SaveStatementSignature stores a statement's signature unless one is stored already, and
+// returns the stored one. Statements render deterministically, so either signature is valid.
+func (s *Store) SaveStatementSignature(ctx context.Context, runID int64, partnerID string, sig settlement.Signature, now time.Time) (settlement.Signature, error) {
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO statement_signatures (run_id, partner_id, key_name, key_version, signature, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, partner_id) DO NOTHING`,
+			runID, partnerID, sig.KeyName, sig.KeyVersion, sig.Value, now)
+		return err
+	})
+	if err != nil {
+		return sig, err
+	}
+	stored, _, err := s.StatementSignature(ctx, runID, partnerID)
+	return stored, err
 }

@@ -22,6 +22,120 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReportKind names a report.
+type ReportKind int32
+
+const (
+	// Never valid.
+	ReportKind_REPORT_KIND_UNSPECIFIED ReportKind = 0
+	// One partner's statement (needs partner_id).
+	ReportKind_REPORT_KIND_STATEMENT ReportKind = 1
+	// Net positions, payment instructions, gross vs netted and the saving.
+	ReportKind_REPORT_KIND_POSITIONS ReportKind = 2
+	// The bilateral matrix M[issuer][redeemer].
+	ReportKind_REPORT_KIND_MATRIX ReportKind = 3
+	// Reconciliation exceptions and matches (needs partner_id).
+	ReportKind_REPORT_KIND_RECONCILIATION ReportKind = 4
+)
+
+// Enum value maps for ReportKind.
+var (
+	ReportKind_name = map[int32]string{
+		0: "REPORT_KIND_UNSPECIFIED",
+		1: "REPORT_KIND_STATEMENT",
+		2: "REPORT_KIND_POSITIONS",
+		3: "REPORT_KIND_MATRIX",
+		4: "REPORT_KIND_RECONCILIATION",
+	}
+	ReportKind_value = map[string]int32{
+		"REPORT_KIND_UNSPECIFIED":    0,
+		"REPORT_KIND_STATEMENT":      1,
+		"REPORT_KIND_POSITIONS":      2,
+		"REPORT_KIND_MATRIX":         3,
+		"REPORT_KIND_RECONCILIATION": 4,
+	}
+)
+
+func (x ReportKind) Enum() *ReportKind {
+	p := new(ReportKind)
+	*p = x
+	return p
+}
+
+func (x ReportKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReportKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_coalition_v1_settlement_proto_enumTypes[0].Descriptor()
+}
+
+func (ReportKind) Type() protoreflect.EnumType {
+	return &file_coalition_v1_settlement_proto_enumTypes[0]
+}
+
+func (x ReportKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReportKind.Descriptor instead.
+func (ReportKind) EnumDescriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+}
+
+// ReportFormat is the rendering.
+type ReportFormat int32
+
+const (
+	// Never valid.
+	ReportFormat_REPORT_FORMAT_UNSPECIFIED ReportFormat = 0
+	// CSV with a header row, one line per item, amounts as plain decimals.
+	ReportFormat_REPORT_FORMAT_CSV ReportFormat = 1
+	// Indented JSON, amounts as decimal strings.
+	ReportFormat_REPORT_FORMAT_JSON ReportFormat = 2
+)
+
+// Enum value maps for ReportFormat.
+var (
+	ReportFormat_name = map[int32]string{
+		0: "REPORT_FORMAT_UNSPECIFIED",
+		1: "REPORT_FORMAT_CSV",
+		2: "REPORT_FORMAT_JSON",
+	}
+	ReportFormat_value = map[string]int32{
+		"REPORT_FORMAT_UNSPECIFIED": 0,
+		"REPORT_FORMAT_CSV":         1,
+		"REPORT_FORMAT_JSON":        2,
+	}
+)
+
+func (x ReportFormat) Enum() *ReportFormat {
+	p := new(ReportFormat)
+	*p = x
+	return p
+}
+
+func (x ReportFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReportFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_coalition_v1_settlement_proto_enumTypes[1].Descriptor()
+}
+
+func (ReportFormat) Type() protoreflect.EnumType {
+	return &file_coalition_v1_settlement_proto_enumTypes[1]
+}
+
+func (x ReportFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReportFormat.Descriptor instead.
+func (ReportFormat) EnumDescriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+}
+
 // SettlementModel says how obligations arise.
 type SettlementModel int32
 
@@ -59,11 +173,11 @@ func (x SettlementModel) String() string {
 }
 
 func (SettlementModel) Descriptor() protoreflect.EnumDescriptor {
-	return file_coalition_v1_settlement_proto_enumTypes[0].Descriptor()
+	return file_coalition_v1_settlement_proto_enumTypes[2].Descriptor()
 }
 
 func (SettlementModel) Type() protoreflect.EnumType {
-	return &file_coalition_v1_settlement_proto_enumTypes[0]
+	return &file_coalition_v1_settlement_proto_enumTypes[2]
 }
 
 func (x SettlementModel) Number() protoreflect.EnumNumber {
@@ -72,7 +186,7 @@ func (x SettlementModel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SettlementModel.Descriptor instead.
 func (SettlementModel) EnumDescriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
 }
 
 // RunStatus is the outcome of a run.
@@ -112,11 +226,11 @@ func (x RunStatus) String() string {
 }
 
 func (RunStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_coalition_v1_settlement_proto_enumTypes[1].Descriptor()
+	return file_coalition_v1_settlement_proto_enumTypes[3].Descriptor()
 }
 
 func (RunStatus) Type() protoreflect.EnumType {
-	return &file_coalition_v1_settlement_proto_enumTypes[1]
+	return &file_coalition_v1_settlement_proto_enumTypes[3]
 }
 
 func (x RunStatus) Number() protoreflect.EnumNumber {
@@ -125,7 +239,272 @@ func (x RunStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RunStatus.Descriptor instead.
 func (RunStatus) EnumDescriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+}
+
+// ExportReportRequest names the report.
+type ExportReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	RunId int64 `protobuf:"varint,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Which report.
+	Kind ReportKind `protobuf:"varint,2,opt,name=kind,proto3,enum=coalition.v1.ReportKind" json:"kind,omitempty"`
+	// For statements and reconciliation.
+	PartnerId string `protobuf:"bytes,3,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// CSV or JSON.
+	Format        ReportFormat `protobuf:"varint,4,opt,name=format,proto3,enum=coalition.v1.ReportFormat" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReportRequest) Reset() {
+	*x = ExportReportRequest{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReportRequest) ProtoMessage() {}
+
+func (x *ExportReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReportRequest.ProtoReflect.Descriptor instead.
+func (*ExportReportRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExportReportRequest) GetRunId() int64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *ExportReportRequest) GetKind() ReportKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ReportKind_REPORT_KIND_UNSPECIFIED
+}
+
+func (x *ExportReportRequest) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *ExportReportRequest) GetFormat() ReportFormat {
+	if x != nil {
+		return x.Format
+	}
+	return ReportFormat_REPORT_FORMAT_UNSPECIFIED
+}
+
+// ExportReportResponse carries the rendered bytes.
+type ExportReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report.
+	Content []byte `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	// text/csv or application/json.
+	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// For a CSV statement: its signature ("vault:vN:..."), empty when signing is not configured.
+	Signature     string `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReportResponse) Reset() {
+	*x = ExportReportResponse{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReportResponse) ProtoMessage() {}
+
+func (x *ExportReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReportResponse.ProtoReflect.Descriptor instead.
+func (*ExportReportResponse) Descriptor() ([]byte, []int) {
 	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExportReportResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ExportReportResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ExportReportResponse) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+// VerifyStatementRequest carries the file to check.
+type VerifyStatementRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	RunId int64 `protobuf:"varint,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The partner.
+	PartnerId string `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// The statement file's bytes (CSV as exported).
+	Content       []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyStatementRequest) Reset() {
+	*x = VerifyStatementRequest{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyStatementRequest) ProtoMessage() {}
+
+func (x *VerifyStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyStatementRequest.ProtoReflect.Descriptor instead.
+func (*VerifyStatementRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VerifyStatementRequest) GetRunId() int64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *VerifyStatementRequest) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *VerifyStatementRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+// VerifyStatementResponse says whether the file is the signed statement.
+type VerifyStatementResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when content matches the signature stored with the run.
+	Valid bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	// Why not, when not valid.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The signature checked.
+	Signature     string `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyStatementResponse) Reset() {
+	*x = VerifyStatementResponse{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyStatementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyStatementResponse) ProtoMessage() {}
+
+func (x *VerifyStatementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyStatementResponse.ProtoReflect.Descriptor instead.
+func (*VerifyStatementResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *VerifyStatementResponse) GetValid() bool {
+	if x != nil {
+		return x.Valid
+	}
+	return false
+}
+
+func (x *VerifyStatementResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *VerifyStatementResponse) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
 }
 
 // Check is one verification stored with a run.
@@ -143,7 +522,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -155,7 +534,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -168,7 +547,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Check) GetName() string {
@@ -229,7 +608,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +620,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +633,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Run) GetId() int64 {
@@ -366,7 +745,7 @@ type RunSettlementRequest struct {
 
 func (x *RunSettlementRequest) Reset() {
 	*x = RunSettlementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +757,7 @@ func (x *RunSettlementRequest) String() string {
 func (*RunSettlementRequest) ProtoMessage() {}
 
 func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +770,7 @@ func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementRequest.ProtoReflect.Descriptor instead.
 func (*RunSettlementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunSettlementRequest) GetCutoff() *timestamppb.Timestamp {
@@ -412,7 +791,7 @@ type RunSettlementResponse struct {
 
 func (x *RunSettlementResponse) Reset() {
 	*x = RunSettlementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +803,7 @@ func (x *RunSettlementResponse) String() string {
 func (*RunSettlementResponse) ProtoMessage() {}
 
 func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +816,7 @@ func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementResponse.ProtoReflect.Descriptor instead.
 func (*RunSettlementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunSettlementResponse) GetRun() *Run {
@@ -458,7 +837,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +849,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +862,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRunRequest) GetRunId() int64 {
@@ -504,7 +883,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +895,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +908,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -548,7 +927,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +939,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +952,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
 }
 
 // ListRunsResponse lists runs newest first.
@@ -587,7 +966,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +978,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +991,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -648,7 +1027,7 @@ type StatementLine struct {
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1039,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1052,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatementLine) GetKind() string {
@@ -757,7 +1136,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1148,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1161,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Statement) GetPartnerId() string {
@@ -854,7 +1233,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1245,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1258,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStatementRequest) GetRunId() int64 {
@@ -907,7 +1286,7 @@ type GetStatementResponse struct {
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1298,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1311,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStatementResponse) GetStatement() *Statement {
@@ -959,7 +1338,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1350,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1363,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Position) GetPartnerId() string {
@@ -1030,7 +1409,7 @@ type PaymentInstruction struct {
 
 func (x *PaymentInstruction) Reset() {
 	*x = PaymentInstruction{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1421,7 @@ func (x *PaymentInstruction) String() string {
 func (*PaymentInstruction) ProtoMessage() {}
 
 func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1434,7 @@ func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentInstruction.ProtoReflect.Descriptor instead.
 func (*PaymentInstruction) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PaymentInstruction) GetFrom() string {
@@ -1090,7 +1469,7 @@ type GetPositionsRequest struct {
 
 func (x *GetPositionsRequest) Reset() {
 	*x = GetPositionsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1481,7 @@ func (x *GetPositionsRequest) String() string {
 func (*GetPositionsRequest) ProtoMessage() {}
 
 func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1494,7 @@ func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsRequest.ProtoReflect.Descriptor instead.
 func (*GetPositionsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetPositionsRequest) GetRunId() int64 {
@@ -1150,7 +1529,7 @@ type GetPositionsResponse struct {
 
 func (x *GetPositionsResponse) Reset() {
 	*x = GetPositionsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1541,7 @@ func (x *GetPositionsResponse) String() string {
 func (*GetPositionsResponse) ProtoMessage() {}
 
 func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1554,7 @@ func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsResponse.ProtoReflect.Descriptor instead.
 func (*GetPositionsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPositionsResponse) GetPositions() []*Position {
@@ -1249,7 +1628,7 @@ type MatrixCell struct {
 
 func (x *MatrixCell) Reset() {
 	*x = MatrixCell{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1640,7 @@ func (x *MatrixCell) String() string {
 func (*MatrixCell) ProtoMessage() {}
 
 func (x *MatrixCell) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1653,7 @@ func (x *MatrixCell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixCell.ProtoReflect.Descriptor instead.
 func (*MatrixCell) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MatrixCell) GetIssuer() string {
@@ -1309,7 +1688,7 @@ type GetMatrixRequest struct {
 
 func (x *GetMatrixRequest) Reset() {
 	*x = GetMatrixRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1700,7 @@ func (x *GetMatrixRequest) String() string {
 func (*GetMatrixRequest) ProtoMessage() {}
 
 func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1713,7 @@ func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixRequest.ProtoReflect.Descriptor instead.
 func (*GetMatrixRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetMatrixRequest) GetRunId() int64 {
@@ -1357,7 +1736,7 @@ type GetMatrixResponse struct {
 
 func (x *GetMatrixResponse) Reset() {
 	*x = GetMatrixResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1748,7 @@ func (x *GetMatrixResponse) String() string {
 func (*GetMatrixResponse) ProtoMessage() {}
 
 func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1761,7 @@ func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixResponse.ProtoReflect.Descriptor instead.
 func (*GetMatrixResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetMatrixResponse) GetCells() []*MatrixCell {
@@ -1420,7 +1799,7 @@ type PartnerRecord struct {
 
 func (x *PartnerRecord) Reset() {
 	*x = PartnerRecord{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1811,7 @@ func (x *PartnerRecord) String() string {
 func (*PartnerRecord) ProtoMessage() {}
 
 func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1824,7 @@ func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerRecord.ProtoReflect.Descriptor instead.
 func (*PartnerRecord) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PartnerRecord) GetReference() string {
@@ -1506,7 +1885,7 @@ type SubmitPartnerRecordsRequest struct {
 
 func (x *SubmitPartnerRecordsRequest) Reset() {
 	*x = SubmitPartnerRecordsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1897,7 @@ func (x *SubmitPartnerRecordsRequest) String() string {
 func (*SubmitPartnerRecordsRequest) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1910,7 @@ func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsRequest.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitPartnerRecordsRequest) GetRunId() int64 {
@@ -1568,7 +1947,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1959,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1972,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecordError) GetLine() int64 {
@@ -1623,7 +2002,7 @@ type SubmitPartnerRecordsResponse struct {
 
 func (x *SubmitPartnerRecordsResponse) Reset() {
 	*x = SubmitPartnerRecordsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +2014,7 @@ func (x *SubmitPartnerRecordsResponse) String() string {
 func (*SubmitPartnerRecordsResponse) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +2027,7 @@ func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsResponse.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SubmitPartnerRecordsResponse) GetAccepted() int64 {
@@ -1686,7 +2065,7 @@ type ReconItem struct {
 
 func (x *ReconItem) Reset() {
 	*x = ReconItem{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +2077,7 @@ func (x *ReconItem) String() string {
 func (*ReconItem) ProtoMessage() {}
 
 func (x *ReconItem) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +2090,7 @@ func (x *ReconItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconItem.ProtoReflect.Descriptor instead.
 func (*ReconItem) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReconItem) GetOutcome() string {
@@ -1769,7 +2148,7 @@ type GetReconciliationRequest struct {
 
 func (x *GetReconciliationRequest) Reset() {
 	*x = GetReconciliationRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2160,7 @@ func (x *GetReconciliationRequest) String() string {
 func (*GetReconciliationRequest) ProtoMessage() {}
 
 func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2173,7 @@ func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationRequest.ProtoReflect.Descriptor instead.
 func (*GetReconciliationRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetReconciliationRequest) GetRunId() int64 {
@@ -1830,7 +2209,7 @@ type GetReconciliationResponse struct {
 
 func (x *GetReconciliationResponse) Reset() {
 	*x = GetReconciliationResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2221,7 @@ func (x *GetReconciliationResponse) String() string {
 func (*GetReconciliationResponse) ProtoMessage() {}
 
 func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2234,7 @@ func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationResponse.ProtoReflect.Descriptor instead.
 func (*GetReconciliationResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetReconciliationResponse) GetItems() []*ReconItem {
@@ -1897,7 +2276,26 @@ var File_coalition_v1_settlement_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
+	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n" +
+	"\x13ExportReportRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\x03R\x05runId\x12,\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x18.coalition.v1.ReportKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x03 \x01(\tR\tpartnerId\x122\n" +
+	"\x06format\x18\x04 \x01(\x0e2\x1a.coalition.v1.ReportFormatR\x06format\"q\n" +
+	"\x14ExportReportResponse\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\fR\acontent\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\tR\tsignature\"h\n" +
+	"\x16VerifyStatementRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\x03R\x05runId\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x02 \x01(\tR\tpartnerId\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\"e\n" +
+	"\x17VerifyStatementResponse\x12\x14\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\tR\tsignature\"K\n" +
 	"\x05Check\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06passed\x18\x02 \x01(\bR\x06passed\x12\x16\n" +
@@ -2024,7 +2422,18 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\amatched\x18\x02 \x01(\x03R\amatched\x12!\n" +
 	"\fmissing_here\x18\x03 \x01(\x03R\vmissingHere\x12,\n" +
 	"\x12missing_at_partner\x18\x04 \x01(\x03R\x10missingAtPartner\x12'\n" +
-	"\x0fpoints_mismatch\x18\x05 \x01(\x03R\x0epointsMismatch*m\n" +
+	"\x0fpoints_mismatch\x18\x05 \x01(\x03R\x0epointsMismatch*\x97\x01\n" +
+	"\n" +
+	"ReportKind\x12\x1b\n" +
+	"\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15REPORT_KIND_STATEMENT\x10\x01\x12\x19\n" +
+	"\x15REPORT_KIND_POSITIONS\x10\x02\x12\x16\n" +
+	"\x12REPORT_KIND_MATRIX\x10\x03\x12\x1e\n" +
+	"\x1aREPORT_KIND_RECONCILIATION\x10\x04*\\\n" +
+	"\fReportFormat\x12\x1d\n" +
+	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x01\x12\x16\n" +
+	"\x12REPORT_FORMAT_JSON\x10\x02*m\n" +
 	"\x0fSettlementModel\x12 \n" +
 	"\x1cSETTLEMENT_MODEL_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SETTLEMENT_MODEL_HUB\x10\x01\x12\x1e\n" +
@@ -2032,7 +2441,7 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RUN_STATUS_PUBLISHED\x10\x01\x12\x15\n" +
-	"\x11RUN_STATUS_FAILED\x10\x022\xd0\x05\n" +
+	"\x11RUN_STATUS_FAILED\x10\x022\x87\a\n" +
 	"\x11SettlementService\x12X\n" +
 	"\rRunSettlement\x12\".coalition.v1.RunSettlementRequest\x1a#.coalition.v1.RunSettlementResponse\x12C\n" +
 	"\x06GetRun\x12\x1b.coalition.v1.GetRunRequest\x1a\x1c.coalition.v1.GetRunResponse\x12I\n" +
@@ -2041,7 +2450,9 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\fGetPositions\x12!.coalition.v1.GetPositionsRequest\x1a\".coalition.v1.GetPositionsResponse\x12L\n" +
 	"\tGetMatrix\x12\x1e.coalition.v1.GetMatrixRequest\x1a\x1f.coalition.v1.GetMatrixResponse\x12o\n" +
 	"\x14SubmitPartnerRecords\x12).coalition.v1.SubmitPartnerRecordsRequest\x1a*.coalition.v1.SubmitPartnerRecordsResponse(\x01\x12d\n" +
-	"\x11GetReconciliation\x12&.coalition.v1.GetReconciliationRequest\x1a'.coalition.v1.GetReconciliationResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
+	"\x11GetReconciliation\x12&.coalition.v1.GetReconciliationRequest\x1a'.coalition.v1.GetReconciliationResponse\x12U\n" +
+	"\fExportReport\x12!.coalition.v1.ExportReportRequest\x1a\".coalition.v1.ExportReportResponse\x12^\n" +
+	"\x0fVerifyStatement\x12$.coalition.v1.VerifyStatementRequest\x1a%.coalition.v1.VerifyStatementResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
 
 var (
 	file_coalition_v1_settlement_proto_rawDescOnce sync.Once
@@ -2055,82 +2466,94 @@ func file_coalition_v1_settlement_proto_rawDescGZIP() []byte {
 	return file_coalition_v1_settlement_proto_rawDescData
 }
 
-var file_coalition_v1_settlement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_coalition_v1_settlement_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_coalition_v1_settlement_proto_goTypes = []any{
-	(SettlementModel)(0),                 // 0: coalition.v1.SettlementModel
-	(RunStatus)(0),                       // 1: coalition.v1.RunStatus
-	(*Check)(nil),                        // 2: coalition.v1.Check
-	(*Run)(nil),                          // 3: coalition.v1.Run
-	(*RunSettlementRequest)(nil),         // 4: coalition.v1.RunSettlementRequest
-	(*RunSettlementResponse)(nil),        // 5: coalition.v1.RunSettlementResponse
-	(*GetRunRequest)(nil),                // 6: coalition.v1.GetRunRequest
-	(*GetRunResponse)(nil),               // 7: coalition.v1.GetRunResponse
-	(*ListRunsRequest)(nil),              // 8: coalition.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),             // 9: coalition.v1.ListRunsResponse
-	(*StatementLine)(nil),                // 10: coalition.v1.StatementLine
-	(*Statement)(nil),                    // 11: coalition.v1.Statement
-	(*GetStatementRequest)(nil),          // 12: coalition.v1.GetStatementRequest
-	(*GetStatementResponse)(nil),         // 13: coalition.v1.GetStatementResponse
-	(*Position)(nil),                     // 14: coalition.v1.Position
-	(*PaymentInstruction)(nil),           // 15: coalition.v1.PaymentInstruction
-	(*GetPositionsRequest)(nil),          // 16: coalition.v1.GetPositionsRequest
-	(*GetPositionsResponse)(nil),         // 17: coalition.v1.GetPositionsResponse
-	(*MatrixCell)(nil),                   // 18: coalition.v1.MatrixCell
-	(*GetMatrixRequest)(nil),             // 19: coalition.v1.GetMatrixRequest
-	(*GetMatrixResponse)(nil),            // 20: coalition.v1.GetMatrixResponse
-	(*PartnerRecord)(nil),                // 21: coalition.v1.PartnerRecord
-	(*SubmitPartnerRecordsRequest)(nil),  // 22: coalition.v1.SubmitPartnerRecordsRequest
-	(*RecordError)(nil),                  // 23: coalition.v1.RecordError
-	(*SubmitPartnerRecordsResponse)(nil), // 24: coalition.v1.SubmitPartnerRecordsResponse
-	(*ReconItem)(nil),                    // 25: coalition.v1.ReconItem
-	(*GetReconciliationRequest)(nil),     // 26: coalition.v1.GetReconciliationRequest
-	(*GetReconciliationResponse)(nil),    // 27: coalition.v1.GetReconciliationResponse
-	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
+	(ReportKind)(0),                      // 0: coalition.v1.ReportKind
+	(ReportFormat)(0),                    // 1: coalition.v1.ReportFormat
+	(SettlementModel)(0),                 // 2: coalition.v1.SettlementModel
+	(RunStatus)(0),                       // 3: coalition.v1.RunStatus
+	(*ExportReportRequest)(nil),          // 4: coalition.v1.ExportReportRequest
+	(*ExportReportResponse)(nil),         // 5: coalition.v1.ExportReportResponse
+	(*VerifyStatementRequest)(nil),       // 6: coalition.v1.VerifyStatementRequest
+	(*VerifyStatementResponse)(nil),      // 7: coalition.v1.VerifyStatementResponse
+	(*Check)(nil),                        // 8: coalition.v1.Check
+	(*Run)(nil),                          // 9: coalition.v1.Run
+	(*RunSettlementRequest)(nil),         // 10: coalition.v1.RunSettlementRequest
+	(*RunSettlementResponse)(nil),        // 11: coalition.v1.RunSettlementResponse
+	(*GetRunRequest)(nil),                // 12: coalition.v1.GetRunRequest
+	(*GetRunResponse)(nil),               // 13: coalition.v1.GetRunResponse
+	(*ListRunsRequest)(nil),              // 14: coalition.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),             // 15: coalition.v1.ListRunsResponse
+	(*StatementLine)(nil),                // 16: coalition.v1.StatementLine
+	(*Statement)(nil),                    // 17: coalition.v1.Statement
+	(*GetStatementRequest)(nil),          // 18: coalition.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),         // 19: coalition.v1.GetStatementResponse
+	(*Position)(nil),                     // 20: coalition.v1.Position
+	(*PaymentInstruction)(nil),           // 21: coalition.v1.PaymentInstruction
+	(*GetPositionsRequest)(nil),          // 22: coalition.v1.GetPositionsRequest
+	(*GetPositionsResponse)(nil),         // 23: coalition.v1.GetPositionsResponse
+	(*MatrixCell)(nil),                   // 24: coalition.v1.MatrixCell
+	(*GetMatrixRequest)(nil),             // 25: coalition.v1.GetMatrixRequest
+	(*GetMatrixResponse)(nil),            // 26: coalition.v1.GetMatrixResponse
+	(*PartnerRecord)(nil),                // 27: coalition.v1.PartnerRecord
+	(*SubmitPartnerRecordsRequest)(nil),  // 28: coalition.v1.SubmitPartnerRecordsRequest
+	(*RecordError)(nil),                  // 29: coalition.v1.RecordError
+	(*SubmitPartnerRecordsResponse)(nil), // 30: coalition.v1.SubmitPartnerRecordsResponse
+	(*ReconItem)(nil),                    // 31: coalition.v1.ReconItem
+	(*GetReconciliationRequest)(nil),     // 32: coalition.v1.GetReconciliationRequest
+	(*GetReconciliationResponse)(nil),    // 33: coalition.v1.GetReconciliationResponse
+	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
 }
 var file_coalition_v1_settlement_proto_depIdxs = []int32{
-	28, // 0: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
-	28, // 1: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
-	0,  // 2: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
-	1,  // 3: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
-	2,  // 4: coalition.v1.Run.checks:type_name -> coalition.v1.Check
-	28, // 5: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	28, // 6: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
-	3,  // 7: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
-	3,  // 8: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
-	3,  // 9: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
-	28, // 10: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
-	28, // 11: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
-	10, // 12: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
-	11, // 13: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
-	14, // 14: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
-	15, // 15: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
-	18, // 16: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
-	28, // 17: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
-	21, // 18: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
-	23, // 19: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
-	25, // 20: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
-	4,  // 21: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
-	6,  // 22: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
-	8,  // 23: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
-	12, // 24: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
-	16, // 25: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
-	19, // 26: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
-	22, // 27: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
-	26, // 28: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
-	5,  // 29: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
-	7,  // 30: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
-	9,  // 31: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
-	13, // 32: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
-	17, // 33: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
-	20, // 34: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
-	24, // 35: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
-	27, // 36: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	0,  // 0: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
+	1,  // 1: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
+	34, // 2: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
+	34, // 3: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
+	2,  // 4: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
+	3,  // 5: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
+	8,  // 6: coalition.v1.Run.checks:type_name -> coalition.v1.Check
+	34, // 7: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	34, // 8: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
+	9,  // 9: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
+	9,  // 10: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
+	9,  // 11: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
+	34, // 12: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
+	34, // 13: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
+	16, // 14: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
+	17, // 15: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
+	20, // 16: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
+	21, // 17: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
+	24, // 18: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
+	34, // 19: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 20: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
+	29, // 21: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
+	31, // 22: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
+	10, // 23: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
+	12, // 24: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
+	14, // 25: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
+	18, // 26: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
+	22, // 27: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
+	25, // 28: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
+	28, // 29: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
+	32, // 30: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
+	4,  // 31: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
+	6,  // 32: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
+	11, // 33: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
+	13, // 34: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
+	15, // 35: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
+	19, // 36: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
+	23, // 37: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
+	26, // 38: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
+	30, // 39: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
+	33, // 40: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
+	5,  // 41: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
+	7,  // 42: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_settlement_proto_init() }
@@ -2143,8 +2566,8 @@ func file_coalition_v1_settlement_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_settlement_proto_rawDesc), len(file_coalition_v1_settlement_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   26,
+			NumEnums:      4,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

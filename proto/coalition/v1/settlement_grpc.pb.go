@@ -27,6 +27,8 @@ const (
 	SettlementService_GetMatrix_FullMethodName            = "/coalition.v1.SettlementService/GetMatrix"
 	SettlementService_SubmitPartnerRecords_FullMethodName = "/coalition.v1.SettlementService/SubmitPartnerRecords"
 	SettlementService_GetReconciliation_FullMethodName    = "/coalition.v1.SettlementService/GetReconciliation"
+	SettlementService_ExportReport_FullMethodName         = "/coalition.v1.SettlementService/ExportReport"
+	SettlementService_VerifyStatement_FullMethodName      = "/coalition.v1.SettlementService/VerifyStatement"
 )
 
 // SettlementServiceClient is the client API for SettlementService service.
@@ -55,6 +57,11 @@ type SettlementServiceClient interface {
 	SubmitPartnerRecords(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SubmitPartnerRecordsRequest, SubmitPartnerRecordsResponse], error)
 	// GetReconciliation matches a partner's submitted records against the ledger.
 	GetReconciliation(ctx context.Context, in *GetReconciliationRequest, opts ...grpc.CallOption) (*GetReconciliationResponse, error)
+	// ExportReport renders a report as CSV or JSON exactly as finance tools should read it:
+	// the same run and report always render byte-identically.
+	ExportReport(ctx context.Context, in *ExportReportRequest, opts ...grpc.CallOption) (*ExportReportResponse, error)
+	// VerifyStatement checks a statement file a partner holds against the run's signature.
+	VerifyStatement(ctx context.Context, in *VerifyStatementRequest, opts ...grpc.CallOption) (*VerifyStatementResponse, error)
 }
 
 type settlementServiceClient struct {
@@ -148,6 +155,26 @@ func (c *settlementServiceClient) GetReconciliation(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *settlementServiceClient) ExportReport(ctx context.Context, in *ExportReportRequest, opts ...grpc.CallOption) (*ExportReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportReportResponse)
+	err := c.cc.Invoke(ctx, SettlementService_ExportReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *settlementServiceClient) VerifyStatement(ctx context.Context, in *VerifyStatementRequest, opts ...grpc.CallOption) (*VerifyStatementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyStatementResponse)
+	err := c.cc.Invoke(ctx, SettlementService_VerifyStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SettlementServiceServer is the server API for SettlementService service.
 // All implementations must embed UnimplementedSettlementServiceServer
 // for forward compatibility.
@@ -174,6 +201,11 @@ type SettlementServiceServer interface {
 	SubmitPartnerRecords(grpc.ClientStreamingServer[SubmitPartnerRecordsRequest, SubmitPartnerRecordsResponse]) error
 	// GetReconciliation matches a partner's submitted records against the ledger.
 	GetReconciliation(context.Context, *GetReconciliationRequest) (*GetReconciliationResponse, error)
+	// ExportReport renders a report as CSV or JSON exactly as finance tools should read it:
+	// the same run and report always render byte-identically.
+	ExportReport(context.Context, *ExportReportRequest) (*ExportReportResponse, error)
+	// VerifyStatement checks a statement file a partner holds against the run's signature.
+	VerifyStatement(context.Context, *VerifyStatementRequest) (*VerifyStatementResponse, error)
 	mustEmbedUnimplementedSettlementServiceServer()
 }
 
@@ -207,6 +239,12 @@ func (UnimplementedSettlementServiceServer) SubmitPartnerRecords(grpc.ClientStre
 }
 func (UnimplementedSettlementServiceServer) GetReconciliation(context.Context, *GetReconciliationRequest) (*GetReconciliationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReconciliation not implemented")
+}
+func (UnimplementedSettlementServiceServer) ExportReport(context.Context, *ExportReportRequest) (*ExportReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportReport not implemented")
+}
+func (UnimplementedSettlementServiceServer) VerifyStatement(context.Context, *VerifyStatementRequest) (*VerifyStatementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyStatement not implemented")
 }
 func (UnimplementedSettlementServiceServer) mustEmbedUnimplementedSettlementServiceServer() {}
 func (UnimplementedSettlementServiceServer) testEmbeddedByValue()                           {}
@@ -362,6 +400,42 @@ func _SettlementService_GetReconciliation_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SettlementService_ExportReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SettlementServiceServer).ExportReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SettlementService_ExportReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SettlementServiceServer).ExportReport(ctx, req.(*ExportReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SettlementService_VerifyStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SettlementServiceServer).VerifyStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SettlementService_VerifyStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SettlementServiceServer).VerifyStatement(ctx, req.(*VerifyStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SettlementService_ServiceDesc is the grpc.ServiceDesc for SettlementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -396,6 +470,14 @@ var SettlementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReconciliation",
 			Handler:    _SettlementService_GetReconciliation_Handler,
+		},
+		{
+			MethodName: "ExportReport",
+			Handler:    _SettlementService_ExportReport_Handler,
+		},
+		{
+			MethodName: "VerifyStatement",
+			Handler:    _SettlementService_VerifyStatement_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

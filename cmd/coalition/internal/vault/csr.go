@@ -26,6 +26,15 @@ var (
 // gateway accepts in spiffe://<trust-domain>/partner/<name>.
 var partnerIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// CheckPartnerID returns an error wrapping ErrInvalidPartnerID unless id is
+// a partner id the gateway accepts.
+func CheckPartnerID(id string) error {
+	if !partnerIDPattern.MatchString(id) {
+		return fmt.Errorf("%w %q: want ^[a-z0-9][a-z0-9-]{0,62}$", ErrInvalidPartnerID, id)
+	}
+	return nil
+}
+
 // PartnerURI returns the SPIFFE ID of partner id in trustDomain.
 func PartnerURI(trustDomain, id string) string {
 	return (&url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/partner/" + id}).String()
@@ -39,8 +48,8 @@ func PartnerURI(trustDomain, id string) string {
 // ErrInvalidPartnerID, ErrCSRMalformed, ErrCSRSignature, ErrCSRForeignURI,
 // ErrCSRSeveralURIs or ErrCSRNames.
 func CheckPartnerCSR(csrPEM []byte, trustDomain, id string) (*x509.CertificateRequest, error) {
-	if !partnerIDPattern.MatchString(id) {
-		return nil, fmt.Errorf("%w %q: want ^[a-z0-9][a-z0-9-]{0,62}$", ErrInvalidPartnerID, id)
+	if err := CheckPartnerID(id); err != nil {
+		return nil, err
 	}
 	block, _ := pem.Decode(csrPEM)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {

@@ -21,6 +21,9 @@ type DatabaseCredentials struct {
 	client *Client
 	path   string
 	cur    atomic.Pointer[vaultapi.Secret]
+	// OnChange, when set before Run, is called after Run puts a new user in
+	// use (the old lease could not be renewed any further).
+	OnChange func()
 
 	fetches, renewals atomic.Int64
 }
@@ -79,6 +82,9 @@ func (d *DatabaseCredentials) Run(ctx context.Context) error {
 			err := d.fetch(ctx)
 			if err == nil {
 				b.reset()
+				if d.OnChange != nil {
+					d.OnChange()
+				}
 				break
 			}
 			c.log.Warn("vault: database credentials not renewed; retrying", "err", err)

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
+)
+
+type reportOptions struct {
+	clientOptions
+	run     int64
+	partner string
+	format  string
+	out     string
+}
+
+func newReportCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "report", Short: "Settlement reports as CSV or JSON (finance)"}
+	cmd.AddCommand(
+		newReportKindCmd(e, "statement", "One partner's statement of a run", coalitionv1.ReportKind_REPORT_KIND_STATEMENT, true),
+		newReportKindCmd(e, "positions", "Net positions, payment instructions, gross vs netted and the saving", coalitionv1.ReportKind_REPORT_KIND_POSITIONS, false),
+		newReportKindCmd(e, "matrix", "The bilateral matrix M[issuer][redeemer] of a run", coalitionv1.ReportKind_REPORT_KIND_MATRIX, false),
+		newReportKindCmd(e, "recon", "Reconciliation exceptions and matches of a partner", coalitionv1.ReportKind_REPORT_KIND_RECONCILIATION, true),
+		newReportVerifyCmd(e),
+	)
+	return cmd
+}
+
+func (o *reportOptions) register(cmd *cobra.Command, needsPartner bool) {
+	o.clientOptions.register(cmd, "finance")
+	f := cmd.Flags()
+	f.Int64Var(&o.run, "run", 0, "run id (required)")
+	f.StringVar(&o.format, "format", "csv", "csv or json")
+	f.StringVar(&o.out, "out", "", "write to this file instead of standard output")
+	_ = cmd.MarkFlagRequired("run")
+	if needsPartner {
+		f.StringVar(&o.partner, "partner", "", "partner id (required)")
+		_ = cmd.MarkFlagRequired("partner")
+	}
+}
+
+func newReportKindCmd(e *env, name, short string, kind coalitionv1.ReportKind, needsPartner bool) *cobra.Command {
+	var o reportOptions
+	cmd := &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format := coalitionv1.ReportFormat_REPORT_FORMAT_CSV
+			switch o.format {
+			case "csv":
+			case "json":
+				format = coalitionv1.ReportFormat_REPORT_FORMAT_JSON
+			default:
+				return fmt.Errorf("--format %q: want csv or json", o.format)
+			}
+			conn, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			resp, err := coalitionv1.NewSettlementServiceClient(conn).ExportReport(ctx, &coalitionv1.ExportReportRequest{
+				RunId: o.run, Kind: kind, PartnerId: o.partner, Format: format})
+			if err != nil {
+				return err
+			}
+			if resp.GetSignature() != "" {
+				fmt.Fprintf(e.stderr, "signature: %s\n", resp.GetSignature())
+			}
+			if o.out == "" {
+				_, err = e.stdout.Write(resp.GetContent())
+				return err
+			}
+			return os.WriteFile(o.out, resp.GetContent(), 0o644)
+		},
+	}
+	o.register(cmd, needsPartner)
+	return cmd
+}
+
+func newReportVerifyCmd(e *env) *cobra.Command {
+	var o reportOptions
+	cmd := &cobra.Command{
+		Use:   "verify --run N --partner P FILE",
+		Short: "Check a statement file (CSV as exported) against the run's signature",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			content, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			conn, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := coalitionv1.NewSettlementServiceClient(conn).VerifyStatement(cmd.Context(), &coalitionv1.VerifyStatementRequest{
+				RunId: o.run, PartnerId: o.partner, Content: content})
+			if err != nil {
+				return err
+			}
+			if !resp.GetValid() {
+				return errors.New(resp.GetReason())
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s: valid statement of %s for run %d (signature %s)\n", args[0], o.partner, o.run, resp.GetSignature())
+			return err
+		},
+	}
+	o.register(cmd, true)
+	return cmd
+}
