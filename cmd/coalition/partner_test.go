@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/coalitionexchange/coalition/cmd/coalition/internal/vault/vaulttest"
 	"github.com/coalitionexchange/coalition/gateway/devca"
 	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
@@ -142,26 +144,15 @@ func TestServeCertsFromVault(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("gateway-secret-id"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := newServeCmd(&env{getenv: func(string) string { return "" }})
-	args := []string{"--vault-addr", srv.URL, "--vault-approle-role-id", "gateway-role-id", "--vault-approle-secret-id-file", secret,
-		"--vault-cert-names", "gateway.coalition.example", "--vault-database-role", "coalition"}
-	if err := cmd.ParseFlags(args); err != nil {
+	var v vaultOptions
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	v.registerServe(fs)
+	err := fs.Parse([]string{"--vault-addr", srv.URL, "--vault-approle-role-id", "gateway-role-id",
+		"--vault-approle-secret-id-file", secret, "--vault-cert-names", "gateway.coalition.example", "--vault-database-role", "coalition"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var o gatewayOptions
-	o.trustDomain = "coalition.local"
-	v := vaultOptions{}
-	f := cmd.Flags()
-	v.addr, _ = f.GetString("vault-addr")
-	v.pkiMount, _ = f.GetString("vault-pki-mount")
-	v.approleRoleID, _ = f.GetString("vault-approle-role-id")
-	v.approleSecret, _ = f.GetString("vault-approle-secret-id-file")
-	v.approleMount, _ = f.GetString("vault-approle-mount")
-	v.role, _ = f.GetString("vault-role")
-	v.certNames, _ = f.GetStringSlice("vault-cert-names")
-	v.certTTL, _ = f.GetDuration("vault-cert-ttl")
-	v.databaseRole, _ = f.GetString("vault-database-role")
-	v.databaseMount, _ = f.GetString("vault-database-mount")
+	o := gatewayOptions{trustDomain: "coalition.local"}
 
 	ctx := context.Background()
 	e := &env{getenv: func(string) string { return "" }, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
