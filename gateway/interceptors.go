@@ -49,6 +49,8 @@ func partnerFrom(ctx context.Context) string {
 // rolesByService says which roles may call each service; a service not listed is refused.
 var rolesByService = map[string][]tlsconfig.Role{
 	"coalition.v1.PointsService":               {tlsconfig.RolePartner},
+	"coalition.v1.AdminService":                {tlsconfig.RoleOperator},
+	"coalition.v1.SettlementService":           {tlsconfig.RoleFinance},
 	"grpc.health.v1.Health":                    {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},
 	"grpc.reflection.v1.ServerReflection":      {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},
 	"grpc.reflection.v1alpha.ServerReflection": {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},

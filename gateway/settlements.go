@@ -56,6 +56,10 @@ func (s *settlementService) RunSettlement(ctx context.Context, req *coalitionv1.
 		return nil, err
 	}
 	if rec.Status == "published" && s.signer != nil {
+		// Sign what reports render: the run as stored and read back.
+		if rec, err = s.store.Run(ctx, rec.ID); err != nil {
+			return nil, err
+		}
 		for partner := range rec.Result.Lines {
 			if _, err := s.signature(ctx, rec, partner); err != nil {
 				return nil, fmt.Errorf("sign statement of %s: %w", partner, err)

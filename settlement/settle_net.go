@@ -71,6 +71,11 @@ func net(r *Result) error {
 		if _, err := money.Add(&r.NettedTotal, &r.NettedTotal, &abs); err != nil {
 			return err
 		}
+		for _, d := range []*apd.Decimal{&pos.GrossPayable, &pos.GrossReceivable, &pos.Net} {
+			if _, err := money.Quantize(d, d, -minorUnits); err != nil {
+				return err
+			}
+		}
 		r.Positions = append(r.Positions, pos)
 		if !pos.Net.IsZero() {
 			pay := Payment{From: ClearingAccount, To: p, Amount: abs}
