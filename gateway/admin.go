@@ -27,6 +27,8 @@ type adminService struct {
 	coalitionv1.UnimplementedAdminServiceServer
 	registry Registry
 	now      func() time.Time
+	// changed is told about every partner whose registration or status changed.
+	changed func(partnerID string)
 }
 
 var partnerStatusToProto = map[settlement.PartnerStatus]coalitionv1.PartnerStatus{
@@ -51,6 +53,7 @@ func (s *adminService) RegisterPartner(ctx context.Context, req *coalitionv1.Reg
 	if !created {
 		return nil, withInfo(codes.AlreadyExists, fmt.Sprintf("partner %s already exists", p.ID), "PARTNER_EXISTS", nil).Err()
 	}
+	s.changed(p.ID)
 	return &coalitionv1.RegisterPartnerResponse{Partner: partnerToProto(p)}, nil
 }
 
@@ -69,6 +72,7 @@ func (s *adminService) SetPartnerStatus(ctx context.Context, req *coalitionv1.Se
 	if err != nil {
 		return nil, err
 	}
+	s.changed(p.ID)
 	return &coalitionv1.SetPartnerStatusResponse{Partner: partnerToProto(p)}, nil
 }
 

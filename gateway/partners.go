@@ -50,3 +50,11 @@ func (c *partnerCache) get(ctx context.Context, id string) (settlement.Partner, 
 	c.mu.Unlock()
 	return p, err
 }
+
+// forget drops a cached partner, so a change made through this replica applies to its next
+// call at once; other replicas see it within their ttl.
+func (c *partnerCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
+}

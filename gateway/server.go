@@ -111,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	hs := health.NewServer()
 	coalitionv1.RegisterPointsServiceServer(gs, &pointsService{ledger: cfg.Ledger})
 	if cfg.Admin != nil {
-		coalitionv1.RegisterAdminServiceServer(gs, &adminService{registry: cfg.Admin, now: time.Now})
+		coalitionv1.RegisterAdminServiceServer(gs, &adminService{registry: cfg.Admin, now: time.Now, changed: ic.partners.forget})
 	}
 	if cfg.Settlements != nil {
 		if cfg.SettlementSafetyLag <= 0 {

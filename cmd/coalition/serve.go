@@ -120,6 +120,7 @@ func newServeCmd(e *env) *cobra.Command {
 	var o gatewayOptions
 	var url, certFile, keyFile, caFile string
 	var migrate bool
+	var signingKey string
 	var v vaultOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -135,6 +136,9 @@ func newServeCmd(e *env) *cobra.Command {
 				return err
 			}
 			o.certsReady = rt.readyFunc()
+			if o.signer, err = statementSigner(rt, signingKey); err != nil {
+				return err
+			}
 			ctx, stopVault := rt.start(cmd.Context())
 			defer stopVault(nil) // on early returns; the error of a normal end is returned below
 			tp, stopTracing, err := startTracing(cmd.Context(), e.getenv, log)
@@ -166,6 +170,7 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringVar(&keyFile, "tls-key", "", "server private key (PEM)")
 	f.StringVar(&caFile, "tls-client-ca", "", "CA bundle that verifies client certificates (PEM)")
 	f.BoolVar(&migrate, "migrate", false, "apply schema migrations before serving")
+	f.StringVar(&signingKey, "statement-signing-key", "", "without Vault: ed25519 key file that signs settlement statements (created if missing)")
 	v.registerServe(f)
 	return cmd
 }

@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coalitionexchange/coalition/cmd/coalition/internal/localsign"
 	"github.com/coalitionexchange/coalition/cmd/coalition/internal/vault"
 	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
+	"github.com/coalitionexchange/coalition/settlement"
 )
 
 // vaultOptions are the flags that reach Vault: its address and how to log in.
@@ -31,6 +33,8 @@ type vaultOptions struct {
 	databaseRole   string
 	databaseMount  string
 	trustDomainURI string
+	transitMount   string
+	transitKey     string
 }
 
 // registerClient adds the flags every command that talks to Vault needs.
@@ -51,6 +55,8 @@ func (v *vaultOptions) registerServe(f *pflag.FlagSet) {
 	f.DurationVar(&v.certTTL, "vault-cert-ttl", 24*time.Hour, "gateway certificate TTL; re-issued at 2/3 of it")
 	f.StringVar(&v.databaseRole, "vault-database-role", "", "database secrets role: connect as users from <mount>/creds/<role>")
 	f.StringVar(&v.databaseMount, "vault-database-mount", "database", "Vault database secrets mount")
+	f.StringVar(&v.transitMount, "vault-transit-mount", "transit", "Vault Transit mount that signs settlement statements")
+	f.StringVar(&v.transitKey, "vault-transit-key", "statements", "Transit key that signs settlement statements (empty: statements are not signed)")
 }
 
 // client builds and starts a Vault client from the flags.
@@ -84,6 +90,7 @@ type vaultRuntime struct {
 	client *vault.Client
 	certs  *vault.CertSource
 	db     *vault.DatabaseCredentials // nil without --vault-database-role
+	signer *vault.TransitSigner       // nil without --vault-transit-key
 }
 
 // startVault logs in, issues the gateway certificate and reads the CA chain,
@@ -104,6 +111,11 @@ func startVault(ctx context.Context, e *env, v vaultOptions, trustDomain string,
 		return nil, err
 	}
 	rt := &vaultRuntime{client: c, certs: certs}
+	if v.transitKey != "" {
+		if rt.signer, err = vault.NewTransitSigner(c, v.transitMount, v.transitKey); err != nil {
+			return nil, err
+		}
+	}
 	if v.databaseRole != "" {
 		if rt.db, err = vault.NewDatabaseCredentials(ctx, c, v.databaseMount, v.databaseRole); err != nil {
 			return nil, err
@@ -230,4 +242,17 @@ func (rt *vaultRuntime) readyFunc() func(context.Context) error {
 		return nil
 	}
 	return rt.certs.Ready
+}
+
+// statementSigner picks who signs published statements: Vault Transit when serve runs with
+// Vault, else a local key file when one is given, else nobody (statements are unsigned).
+func statementSigner(rt *vaultRuntime, keyFile string) (settlement.StatementSigner, error) {
+	switch {
+	case rt != nil && rt.signer != nil:
+		return rt.signer, nil
+	case keyFile != "":
+		return localsign.Open(keyFile)
+	default:
+		return nil, nil
+	}
 }
