@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coalitionexchange/coalition/settlement/sqlstore/localpg"
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore/localpg"
 )
 
 // requirePostgres fails in CI and skips elsewhere when no PostgreSQL is installed.
