@@ -124,6 +124,7 @@ func consumeLots(ctx context.Context, tx pgx.Tx, w *writes, txnID, memberID stri
 		id               string
 	}{}
 	first := true
+	issuers := map[string]bool{} // issuers already in this redemption's lineage
 	for need > 0 {
 		rows, err := tx.Query(ctx, `SELECT id, issuer, remaining, expires_at, created_at FROM lots
 			WHERE member_id = $1 AND remaining > 0 AND expires_at > $2
@@ -146,8 +147,10 @@ func consumeLots(ctx context.Context, tx pgx.Tx, w *writes, txnID, memberID stri
 			take := min(remaining, need)
 			need -= take
 			w.exec("consume lot", 1, `UPDATE lots SET remaining = remaining - $2 WHERE id = $1 AND remaining >= $2`, id, take)
-			w.exec("record lineage", 1, `INSERT INTO lot_consumptions (txn_id, lot_id, seq, issuer, points) VALUES ($1, $2, $3, $4, $5)`,
-				txnID, id, seq, issuer, take)
+			w.exec("record lineage", 1, `INSERT INTO lot_consumptions (txn_id, lot_id, seq, issuer, points, period, partner_id, price_version, created_at, issuer_first)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+				txnID, id, seq, issuer, take, w.stamp.period, w.stamp.partnerID, w.stamp.priceVersion, w.stamp.at, !issuers[issuer])
+			issuers[issuer] = true
 			seq++
 		}
 		rows.Close()

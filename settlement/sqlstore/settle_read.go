@@ -11,43 +11,58 @@ import (
 	"github.com/coalitionexchange/coalition/settlement"
 )
 
-// membership selects the transactions t of period $1 = (previous cutoff $2, cutoff $3]: those
-// stamped with this period or earlier and created inside the window, plus the late ones —
-// stamped with this period because they committed after the previous period had closed,
-// though created before its cutoff.
-const membership = `((t.period <= $1 AND t.created_at > $2 AND t.created_at <= $3) OR (t.period = $1 AND t.created_at <= $2))`
+// membershipOf selects the rows of period $1 = (previous cutoff $2, cutoff $3] by the period
+// and created_at of their transaction, as written on the row under alias a: those stamped
+// with this period or earlier and created inside the window, plus the late ones — stamped
+// with this period because they committed after the previous period had closed, though
+// created before its cutoff. Entries and lineage rows carry their transaction's period and
+// created_at, so each table is aggregated without joining transactions.
+func membershipOf(a string) string {
+	return `((` + a + `.period <= $1 AND ` + a + `.created_at > $2 AND ` + a + `.created_at <= $3) OR (` +
+		a + `.period = $1 AND ` + a + `.created_at <= $2))`
+}
+
+// membership is membershipOf the transaction t (reconciliation reads transactions).
+var membership = membershipOf("t")
 
 // lateExpr flags late items: committed after their period closed, or reversals of a
 // transaction of an earlier period (late adjustments). It needs o, the reversed original.
 const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
 
-// lateOwnExpr is lateExpr for rows that reverse nothing.
-const lateOwnExpr = `(t.created_at <= $2)`
-
-var flowsSQL = `SELECT t.partner_id, t.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, t.price_version), ` + lateExpr + `,
-	sum(t.points), count(*)
-FROM transactions t LEFT JOIN transactions o ON o.id = t.reverses_id
-WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership + `
+// flowsSQL aggregates the period's partner transactions in one scan of transactions, grouped
+// with reverses_id so that only reversals (a few groups each) look up their original; the
+// lookup happens on the aggregate, never per row. The MATERIALIZED fence keeps the planner
+// from joining before aggregating.
+var flowsSQL = `WITH f AS MATERIALIZED (
+	SELECT t.partner_id, t.kind, t.reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
+	FROM transactions t
+	WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership + `
+	GROUP BY 1, 2, 3, 4, 5
+)
+SELECT f.partner_id, f.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, f.price_version),
+	f.late OR COALESCE(o.created_at <= $2, false), sum(f.points)::INT8, sum(f.txns)::INT8
+FROM f LEFT JOIN transactions o ON o.id = f.reverses_id
 GROUP BY 1, 2, 3, 4, 5`
 
-var lineageSQL = `SELECT c.issuer, t.partner_id, t.price_version, ` + lateOwnExpr + `, false, sum(c.points), count(DISTINCT t.id)
-FROM lot_consumptions c JOIN transactions t ON t.id = c.txn_id
-WHERE ` + membership + `
+// lineageSQL aggregates lineage: redemptions from lot_consumptions alone (each row carries its
+// redemption's period, time, redeemer and version; issuer_first counts each redemption once
+// per issuer), reversals from the few lot_returns joined to their transactions.
+var lineageSQL = `SELECT c.issuer, c.partner_id, c.price_version, c.created_at <= $2, false, sum(c.points)::INT8,
+	sum(CASE WHEN c.issuer_first THEN 1 ELSE 0 END)::INT8
+FROM lot_consumptions c
+WHERE ` + membershipOf("c") + `
 GROUP BY 1, 2, 3, 4
 UNION ALL
-SELECT r.issuer, t.partner_id, o.price_version, ` + lateExpr + `, true, sum(r.points), count(DISTINCT t.id)
+SELECT r.issuer, t.partner_id, o.price_version, ` + lateExpr + `, true, sum(r.points)::INT8, count(DISTINCT t.id)
 FROM lot_returns r JOIN transactions t ON t.id = r.txn_id JOIN transactions o ON o.id = t.reverses_id
 WHERE ` + membership + `
 GROUP BY 1, 2, 3, 4`
 
-var ledgerTotalsSQL = `SELECT e.account, sum(e.amount)
-FROM entries e JOIN transactions t ON t.id = e.txn_id
-WHERE e.account LIKE 'partner:%' AND ` + membership + `
+// ledgerTotalsSQL sums the partner accounts' entries of the period, from entries alone.
+var ledgerTotalsSQL = `SELECT e.account, sum(e.amount)::INT8
+FROM entries e
+WHERE e.account LIKE 'partner:%' AND ` + membershipOf("e") + `
 GROUP BY e.account`
-
-var countsSQL = `SELECT count(*), COALESCE(sum(CASE WHEN ` + lateExpr + ` THEN 1 ELSE 0 END), 0)
-FROM transactions t LEFT JOIN transactions o ON o.id = t.reverses_id
-WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership
 
 // periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
 // transaction is SERIALIZABLE READ ONLY DEFERRABLE: it waits for a snapshot that cannot be
@@ -78,8 +93,11 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 	if err := readLedgerTotals(ctx, tx, args, &d); err != nil {
 		return d, err
 	}
-	if err := tx.QueryRow(ctx, countsSQL, args...).Scan(&d.Transactions, &d.Late); err != nil {
-		return d, fmt.Errorf("count transactions: %w", err)
+	for _, f := range d.Flows { // every counted transaction is in exactly one flow group
+		d.Transactions += f.Txns
+		if f.Late {
+			d.Late += f.Txns
+		}
 	}
 	rows, err := tx.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT FROM price_terms`)
 	if err != nil {

@@ -13,16 +13,20 @@ import (
 const stateShards = 16
 
 // stamp is what every ledger transaction records for settlement: the open period and the
-// price-book version of its partner in force at the time.
+// price-book version of its partner in force at the time. Entries and lineage rows carry the
+// period too, and lineage its partner, version and time, so settlement aggregates each table
+// alone.
 type stamp struct {
 	period       int64
 	priceVersion int64
+	partnerID    string
+	at           time.Time
 }
 
 // readStamp reads one settlement_state shard FOR SHARE — so a period close, which updates
 // every shard, waits for this transaction — and the partner's effective price version.
 func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
-	var st stamp
+	st := stamp{partnerID: partnerID, at: now}
 	err := tx.QueryRow(ctx, `SELECT s.open_period,
 			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
 		FROM settlement_state s WHERE s.shard = $1 FOR SHARE`, rand.IntN(stateShards), partnerID, now).

@@ -174,8 +174,8 @@ func (w *writes) addTxn(t txnRow, entries ...entry) error {
 		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt,
 		w.stamp.period, w.stamp.priceVersion)
 	for i, e := range entries {
-		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at) VALUES ($1, $2, $3, $4, $5)`,
-			t.id, i, e.account, e.amount, t.createdAt)
+		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period) VALUES ($1, $2, $3, $4, $5, $6)`,
+			t.id, i, e.account, e.amount, t.createdAt, w.stamp.period)
 	}
 	return nil
 }
