@@ -13,6 +13,10 @@ type Metrics struct {
 	// TxnRetries counts ledger transaction retries; wire it to sqlstore.RunnerConfig.OnRetry.
 	TxnRetries prometheus.Counter
 	certs      *certExpiry // coalition_certificate_expiry_seconds (certmetrics.go)
+	// settlementRuns counts runs by result (published, failed, error); settlementSeconds
+	// times them.
+	settlementRuns    *prometheus.CounterVec
+	settlementSeconds prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -32,8 +36,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Ledger transactions re-run after a serialization failure or deadlock.",
 		}),
 		certs: newCertExpiry(time.Now),
+		settlementRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coalition_settlement_runs_total",
+			Help: "Settlement runs by result: published, failed (a check failed) or error (no run stored).",
+		}, []string{"result"}),
+		settlementSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coalition_settlement_run_duration_seconds",
+			Help:    "Duration of settlement runs, including the period close and storing the run.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs} {
+	for _, result := range []string{"published", "failed", "error"} {
+		m.settlementRuns.WithLabelValues(result) // export zeros, so alerts see the series
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs, m.settlementRuns, m.settlementSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -121,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 			cfg.Holder, _ = os.Hostname()
 		}
 		coalitionv1.RegisterSettlementServiceServer(gs, &settlementService{store: cfg.Settlements, signer: cfg.Signer,
-			safetyLag: cfg.SettlementSafetyLag, holder: cfg.Holder, now: time.Now, log: cfg.Logger})
+			safetyLag: cfg.SettlementSafetyLag, holder: cfg.Holder, now: time.Now, log: cfg.Logger, metrics: metrics})
 	}
 	healthpb.RegisterHealthServer(gs, hs)
 	if cfg.Reflection {

@@ -34,6 +34,7 @@ type settlementService struct {
 	coalitionv1.UnimplementedSettlementServiceServer
 	store     Settlements
 	signer    settlement.StatementSigner // nil: statements are not signed
+	metrics   *Metrics
 	safetyLag time.Duration
 	holder    string
 	now       func() time.Time
@@ -48,13 +49,20 @@ func (s *settlementService) RunSettlement(ctx context.Context, req *coalitionv1.
 	if req.GetCutoff() == nil || req.GetCutoff().CheckValid() != nil {
 		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "cutoff", Description: "is required (RFC 3339 timestamp)"}}}
 	}
+	start := time.Now()
 	rec, err := s.store.Settle(ctx, settlement.SettleConfig{
 		Cutoff: req.GetCutoff().AsTime(), Now: s.now(), SafetyLag: s.safetyLag, Holder: s.holder,
 		Progress: func(step string) { s.log.InfoContext(ctx, "settlement", "step", step) },
 	})
+	result := rec.Status
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.settlementRuns.WithLabelValues(result).Inc()
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.settlementSeconds.Observe(time.Since(start).Seconds())
 	if rec.Status == "published" && s.signer != nil {
 		// Sign what reports render: the run as stored and read back.
 		if rec, err = s.store.Run(ctx, rec.ID); err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,7 +21,7 @@ import (
 
 // inProcessDev runs `coalition dev --ephemeral` in this process and returns its address and
 // certificates directory; the coalition stops at cleanup.
-func inProcessDev(t *testing.T, extra ...string) (addr, certs string) {
+func inProcessDev(t *testing.T, extra ...string) (addr, certs, httpAddr string) {
 	t.Helper()
 	requirePostgres(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,10 +39,14 @@ func inProcessDev(t *testing.T, extra ...string) (addr, certs string) {
 		}
 	})
 	addrRE, certsRE := regexp.MustCompile(`gRPC \(mTLS\)\s+(\S+)`), regexp.MustCompile(`certificates (\S+)`)
+	httpRE := regexp.MustCompile(`HTTP\s+http://(\S+)/healthz`)
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
 			addr = m[1]
+		}
+		if m := httpRE.FindStringSubmatch(sc.Text()); m != nil {
+			httpAddr = m[1]
 		}
 		if m := certsRE.FindStringSubmatch(sc.Text()); m != nil {
 			certs = m[1]
@@ -52,7 +57,7 @@ func inProcessDev(t *testing.T, extra ...string) (addr, certs string) {
 	if addr == "" || certs == "" {
 		t.Fatalf("dev did not print its address and certificates (exited: %v)", sc.Err())
 	}
-	return addr, certs
+	return addr, certs, httpAddr
 }
 
 // cli runs a coalition command in process and returns its standard output.
@@ -97,7 +102,7 @@ func settleWhenAllowed(t *testing.T, conn []string, cutoff string) string {
 // TestSettlementCLIWorkedExample drives the worked example through the API and settles it
 // with the CLI: statement, positions, re-run byte-identical, signature, reconciliation.
 func TestSettlementCLIWorkedExample(t *testing.T) {
-	addr, certs := inProcessDev(t, "--settlement-safety-lag", "1s")
+	addr, certs, httpAddr := inProcessDev(t, "--settlement-safety-lag", "1s")
 	conn := []string{"--addr", addr, "--certs-dir", certs}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -162,6 +167,34 @@ func TestSettlementCLIWorkedExample(t *testing.T) {
 		t.Errorf("a tampered statement verified, want a failure")
 	}
 	reconcile(t, conn, dir)
+	scrapeMetrics(t, httpAddr)
+}
+
+// scrapeMetrics checks /metrics after the workload above (issue 8: a test scrapes them).
+func scrapeMetrics(t *testing.T, httpAddr string) {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`coalition_grpc_requests_total{code="OK",method="Award",partner="acme-air"} 1`,
+		`coalition_grpc_requests_total{code="OK",method="RunSettlement",partner=""} 2`,
+		`coalition_settlement_runs_total{result="published"} 2`,
+		`coalition_settlement_run_duration_seconds_count 2`,
+		`coalition_ledger_txn_retries_total`,
+		`coalition_certificate_expiry_seconds{certificate="server"}`,
+		`coalition_grpc_request_duration_seconds_bucket{method="Redeem"`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // reconcile covers the four outcomes and a malformed file.
