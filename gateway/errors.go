@@ -49,6 +49,9 @@ var codeByReason = map[string]codes.Code{
 	settlement.ErrRunNotFound.Reason:             codes.NotFound,
 	settlement.ErrTermsRejected.Reason:           codes.FailedPrecondition,
 	settlement.ErrRecordsRejected.Reason:         codes.InvalidArgument,
+	settlement.ErrPartnerUnavailable.Reason:      codes.Unavailable,
+	settlement.ErrPartnerNotConfigured.Reason:    codes.FailedPrecondition,
+	settlement.ErrExchangeNotFound.Reason:        codes.NotFound,
 }
 
 // retryDelay is the RetryInfo hint sent with errors the caller should retry with the same key.

@@ -100,6 +100,9 @@ func TestStatusDomainErrors(t *testing.T) {
 		{settlement.ErrRunNotFound, codes.NotFound, false, false},
 		{settlement.ErrTermsRejected, codes.FailedPrecondition, false, false},
 		{settlement.ErrRecordsRejected, codes.InvalidArgument, false, false},
+		{settlement.ErrPartnerUnavailable, codes.Unavailable, true, false},
+		{settlement.ErrPartnerNotConfigured, codes.FailedPrecondition, false, false},
+		{settlement.ErrExchangeNotFound, codes.NotFound, false, false},
 	}
 	tested := map[string]bool{}
 	for _, tt := range tests {

@@ -63,6 +63,7 @@ var allErrors = []*Error{
 	ErrIdempotencyKeyReused, ErrIdempotencyKeyInFlight, ErrPartnerUnknown, ErrPartnerSuspended,
 	ErrAmbiguousCommit, ErrTransactionConflict, ErrInvalidPageToken,
 	ErrCutoffTooRecent, ErrCutoffBeforeLast, ErrRunInProgress, ErrRunNotFound, ErrTermsRejected, ErrRecordsRejected,
+	ErrPartnerUnavailable, ErrPartnerNotConfigured, ErrExchangeNotFound,
 }
 
 // Reasons returns every domain error reason, for the gateway's mapping table and its test.

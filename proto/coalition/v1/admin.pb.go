@@ -718,6 +718,802 @@ func (x *ListPriceTermsResponse) GetTerms() []*PriceTerms {
 	return nil
 }
 
+// PartnerEndpoint is how the coalition calls one partner's PartnerProgramService.
+type PartnerEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partner.
+	PartnerId string `protobuf:"bytes,1,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// host:port of the partner's gRPC server (mTLS).
+	Endpoint string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Name the partner's server certificate is verified against (default: the endpoint's host).
+	ServerName string `protobuf:"bytes,3,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	// Deadline of one DeliverEvents call in milliseconds (default 2000).
+	CallTimeoutMs int64 `protobuf:"varint,4,opt,name=call_timeout_ms,json=callTimeoutMs,proto3" json:"call_timeout_ms,omitempty"`
+	// Deadline of one CreditExchange attempt in milliseconds (default 2000).
+	ExchangeTimeoutMs int64 `protobuf:"varint,5,opt,name=exchange_timeout_ms,json=exchangeTimeoutMs,proto3" json:"exchange_timeout_ms,omitempty"`
+	// Bulkhead: calls in flight to this partner at most (default 16).
+	MaxInFlight int64 `protobuf:"varint,6,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// Exchange ratio: ratio_units partner units per ratio_points coalition points (default 1:1).
+	RatioUnits int64 `protobuf:"varint,7,opt,name=ratio_units,json=ratioUnits,proto3" json:"ratio_units,omitempty"`
+	// See ratio_units.
+	RatioPoints int64 `protobuf:"varint,8,opt,name=ratio_points,json=ratioPoints,proto3" json:"ratio_points,omitempty"`
+	// Event types the partner subscribes to, e.g. points.redeemed, points.awarded_elsewhere.
+	Events        []string `protobuf:"bytes,9,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerEndpoint) Reset() {
+	*x = PartnerEndpoint{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerEndpoint) ProtoMessage() {}
+
+func (x *PartnerEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerEndpoint.ProtoReflect.Descriptor instead.
+func (*PartnerEndpoint) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PartnerEndpoint) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *PartnerEndpoint) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *PartnerEndpoint) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *PartnerEndpoint) GetCallTimeoutMs() int64 {
+	if x != nil {
+		return x.CallTimeoutMs
+	}
+	return 0
+}
+
+func (x *PartnerEndpoint) GetExchangeTimeoutMs() int64 {
+	if x != nil {
+		return x.ExchangeTimeoutMs
+	}
+	return 0
+}
+
+func (x *PartnerEndpoint) GetMaxInFlight() int64 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *PartnerEndpoint) GetRatioUnits() int64 {
+	if x != nil {
+		return x.RatioUnits
+	}
+	return 0
+}
+
+func (x *PartnerEndpoint) GetRatioPoints() int64 {
+	if x != nil {
+		return x.RatioPoints
+	}
+	return 0
+}
+
+func (x *PartnerEndpoint) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ConfigurePartnerEndpointRequest carries the new configuration.
+type ConfigurePartnerEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration; partner_id must name a registered partner.
+	Endpoint      *PartnerEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigurePartnerEndpointRequest) Reset() {
+	*x = ConfigurePartnerEndpointRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigurePartnerEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigurePartnerEndpointRequest) ProtoMessage() {}
+
+func (x *ConfigurePartnerEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigurePartnerEndpointRequest.ProtoReflect.Descriptor instead.
+func (*ConfigurePartnerEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ConfigurePartnerEndpointRequest) GetEndpoint() *PartnerEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// ConfigurePartnerEndpointResponse carries the configuration as stored, defaults applied.
+type ConfigurePartnerEndpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As stored.
+	Endpoint      *PartnerEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigurePartnerEndpointResponse) Reset() {
+	*x = ConfigurePartnerEndpointResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigurePartnerEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigurePartnerEndpointResponse) ProtoMessage() {}
+
+func (x *ConfigurePartnerEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigurePartnerEndpointResponse.ProtoReflect.Descriptor instead.
+func (*ConfigurePartnerEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConfigurePartnerEndpointResponse) GetEndpoint() *PartnerEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// ListPartnerEndpointsRequest has no fields.
+type ListPartnerEndpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerEndpointsRequest) Reset() {
+	*x = ListPartnerEndpointsRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerEndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerEndpointsRequest) ProtoMessage() {}
+
+func (x *ListPartnerEndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerEndpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListPartnerEndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+// ListPartnerEndpointsResponse lists configurations by partner.
+type ListPartnerEndpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configurations.
+	Endpoints     []*PartnerEndpoint `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerEndpointsResponse) Reset() {
+	*x = ListPartnerEndpointsResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerEndpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerEndpointsResponse) ProtoMessage() {}
+
+func (x *ListPartnerEndpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerEndpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListPartnerEndpointsResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListPartnerEndpointsResponse) GetEndpoints() []*PartnerEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// ListPartnerBreakersRequest has no fields.
+type ListPartnerBreakersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerBreakersRequest) Reset() {
+	*x = ListPartnerBreakersRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerBreakersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerBreakersRequest) ProtoMessage() {}
+
+func (x *ListPartnerBreakersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerBreakersRequest.ProtoReflect.Descriptor instead.
+func (*ListPartnerBreakersRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+// PartnerBreaker is one circuit breaker's state on the replica that answered.
+type PartnerBreaker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partner.
+	PartnerId string `protobuf:"bytes,1,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// credit_exchange or deliver_events.
+	Operation string `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	// closed, half-open or open.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// Consecutive failures counted in the current window.
+	ConsecutiveFailures int64 `protobuf:"varint,4,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// Calls in flight to the partner now (the bulkhead's use).
+	InFlight      int64 `protobuf:"varint,5,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerBreaker) Reset() {
+	*x = PartnerBreaker{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerBreaker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerBreaker) ProtoMessage() {}
+
+func (x *PartnerBreaker) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerBreaker.ProtoReflect.Descriptor instead.
+func (*PartnerBreaker) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PartnerBreaker) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *PartnerBreaker) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
+func (x *PartnerBreaker) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartnerBreaker) GetConsecutiveFailures() int64 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *PartnerBreaker) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+// ListPartnerBreakersResponse lists breakers by partner and operation.
+type ListPartnerBreakersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The breakers.
+	Breakers      []*PartnerBreaker `protobuf:"bytes,1,rep,name=breakers,proto3" json:"breakers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerBreakersResponse) Reset() {
+	*x = ListPartnerBreakersResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerBreakersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerBreakersResponse) ProtoMessage() {}
+
+func (x *ListPartnerBreakersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerBreakersResponse.ProtoReflect.Descriptor instead.
+func (*ListPartnerBreakersResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListPartnerBreakersResponse) GetBreakers() []*PartnerBreaker {
+	if x != nil {
+		return x.Breakers
+	}
+	return nil
+}
+
+// OutboxEvent is an event waiting for, or done with, delivery to one partner.
+type OutboxEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable event id, as the partner sees it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The receiving partner.
+	PartnerId string `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// Event type.
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// The member.
+	MemberId string `protobuf:"bytes,4,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Points of the ledger transaction.
+	Points int64 `protobuf:"varint,5,opt,name=points,proto3" json:"points,omitempty"`
+	// The ledger transaction.
+	TransactionId string `protobuf:"bytes,6,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// pending, delivered or dead.
+	State string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// Delivery attempts so far.
+	Attempts int64 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The last delivery error.
+	LastError string `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When the ledger change committed.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxEvent) Reset() {
+	*x = OutboxEvent{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxEvent) ProtoMessage() {}
+
+func (x *OutboxEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxEvent.ProtoReflect.Descriptor instead.
+func (*OutboxEvent) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *OutboxEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *OutboxEvent) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *OutboxEvent) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *OutboxEvent) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// ListOutboxEventsRequest filters the outbox.
+type ListOutboxEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One partner, or empty for all.
+	PartnerId string `protobuf:"bytes,1,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// pending, delivered or dead; empty means dead.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// At most this many (default 100, at most 1000).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOutboxEventsRequest) Reset() {
+	*x = ListOutboxEventsRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOutboxEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOutboxEventsRequest) ProtoMessage() {}
+
+func (x *ListOutboxEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOutboxEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListOutboxEventsRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListOutboxEventsRequest) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *ListOutboxEventsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ListOutboxEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListOutboxEventsResponse lists events oldest first.
+type ListOutboxEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events.
+	Events        []*OutboxEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOutboxEventsResponse) Reset() {
+	*x = ListOutboxEventsResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOutboxEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOutboxEventsResponse) ProtoMessage() {}
+
+func (x *ListOutboxEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOutboxEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListOutboxEventsResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListOutboxEventsResponse) GetEvents() []*OutboxEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ReplayOutboxEventsRequest names dead events to deliver again.
+type ReplayOutboxEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partner whose dead events to replay (required).
+	PartnerId string `protobuf:"bytes,1,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// Only these events; empty means every dead event of the partner.
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayOutboxEventsRequest) Reset() {
+	*x = ReplayOutboxEventsRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayOutboxEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayOutboxEventsRequest) ProtoMessage() {}
+
+func (x *ReplayOutboxEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayOutboxEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReplayOutboxEventsRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReplayOutboxEventsRequest) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *ReplayOutboxEventsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// ReplayOutboxEventsResponse says how many events went back to pending.
+type ReplayOutboxEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events now pending again.
+	Replayed      int64 `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayOutboxEventsResponse) Reset() {
+	*x = ReplayOutboxEventsResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayOutboxEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayOutboxEventsResponse) ProtoMessage() {}
+
+func (x *ReplayOutboxEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayOutboxEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReplayOutboxEventsResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReplayOutboxEventsResponse) GetReplayed() int64 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
 var File_coalition_v1_admin_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_admin_proto_rawDesc = "" +
@@ -760,17 +1556,80 @@ const file_coalition_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"partner_id\x18\x01 \x01(\tR\tpartnerId\"H\n" +
 	"\x16ListPriceTermsResponse\x12.\n" +
-	"\x05terms\x18\x01 \x03(\v2\x18.coalition.v1.PriceTermsR\x05terms*h\n" +
+	"\x05terms\x18\x01 \x03(\v2\x18.coalition.v1.PriceTermsR\x05terms\"\xc5\x02\n" +
+	"\x0fPartnerEndpoint\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x1a\n" +
+	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x1f\n" +
+	"\vserver_name\x18\x03 \x01(\tR\n" +
+	"serverName\x12&\n" +
+	"\x0fcall_timeout_ms\x18\x04 \x01(\x03R\rcallTimeoutMs\x12.\n" +
+	"\x13exchange_timeout_ms\x18\x05 \x01(\x03R\x11exchangeTimeoutMs\x12\"\n" +
+	"\rmax_in_flight\x18\x06 \x01(\x03R\vmaxInFlight\x12\x1f\n" +
+	"\vratio_units\x18\a \x01(\x03R\n" +
+	"ratioUnits\x12!\n" +
+	"\fratio_points\x18\b \x01(\x03R\vratioPoints\x12\x16\n" +
+	"\x06events\x18\t \x03(\tR\x06events\"\\\n" +
+	"\x1fConfigurePartnerEndpointRequest\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.coalition.v1.PartnerEndpointR\bendpoint\"]\n" +
+	" ConfigurePartnerEndpointResponse\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.coalition.v1.PartnerEndpointR\bendpoint\"\x1d\n" +
+	"\x1bListPartnerEndpointsRequest\"[\n" +
+	"\x1cListPartnerEndpointsResponse\x12;\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1d.coalition.v1.PartnerEndpointR\tendpoints\"\x1c\n" +
+	"\x1aListPartnerBreakersRequest\"\xb3\x01\n" +
+	"\x0ePartnerBreaker\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x1c\n" +
+	"\toperation\x18\x02 \x01(\tR\toperation\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x121\n" +
+	"\x14consecutive_failures\x18\x04 \x01(\x03R\x13consecutiveFailures\x12\x1b\n" +
+	"\tin_flight\x18\x05 \x01(\x03R\binFlight\"W\n" +
+	"\x1bListPartnerBreakersResponse\x128\n" +
+	"\bbreakers\x18\x01 \x03(\v2\x1c.coalition.v1.PartnerBreakerR\bbreakers\"\xb8\x02\n" +
+	"\vOutboxEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x02 \x01(\tR\tpartnerId\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1b\n" +
+	"\tmember_id\x18\x04 \x01(\tR\bmemberId\x12\x16\n" +
+	"\x06points\x18\x05 \x01(\x03R\x06points\x12%\n" +
+	"\x0etransaction_id\x18\x06 \x01(\tR\rtransactionId\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x03R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
+	"\x17ListOutboxEventsRequest\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"M\n" +
+	"\x18ListOutboxEventsResponse\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.coalition.v1.OutboxEventR\x06events\"L\n" +
+	"\x19ReplayOutboxEventsRequest\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"8\n" +
+	"\x1aReplayOutboxEventsResponse\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\x03R\breplayed*h\n" +
 	"\rPartnerStatus\x12\x1e\n" +
 	"\x1aPARTNER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PARTNER_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
-	"\x18PARTNER_STATUS_SUSPENDED\x10\x022\xdf\x03\n" +
+	"\x18PARTNER_STATUS_SUSPENDED\x10\x022\x81\b\n" +
 	"\fAdminService\x12^\n" +
 	"\x0fRegisterPartner\x12$.coalition.v1.RegisterPartnerRequest\x1a%.coalition.v1.RegisterPartnerResponse\x12a\n" +
 	"\x10SetPartnerStatus\x12%.coalition.v1.SetPartnerStatusRequest\x1a&.coalition.v1.SetPartnerStatusResponse\x12U\n" +
 	"\fListPartners\x12!.coalition.v1.ListPartnersRequest\x1a\".coalition.v1.ListPartnersResponse\x12X\n" +
 	"\rSetPriceTerms\x12\".coalition.v1.SetPriceTermsRequest\x1a#.coalition.v1.SetPriceTermsResponse\x12[\n" +
-	"\x0eListPriceTerms\x12#.coalition.v1.ListPriceTermsRequest\x1a$.coalition.v1.ListPriceTermsResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
+	"\x0eListPriceTerms\x12#.coalition.v1.ListPriceTermsRequest\x1a$.coalition.v1.ListPriceTermsResponse\x12y\n" +
+	"\x18ConfigurePartnerEndpoint\x12-.coalition.v1.ConfigurePartnerEndpointRequest\x1a..coalition.v1.ConfigurePartnerEndpointResponse\x12m\n" +
+	"\x14ListPartnerEndpoints\x12).coalition.v1.ListPartnerEndpointsRequest\x1a*.coalition.v1.ListPartnerEndpointsResponse\x12j\n" +
+	"\x13ListPartnerBreakers\x12(.coalition.v1.ListPartnerBreakersRequest\x1a).coalition.v1.ListPartnerBreakersResponse\x12a\n" +
+	"\x10ListOutboxEvents\x12%.coalition.v1.ListOutboxEventsRequest\x1a&.coalition.v1.ListOutboxEventsResponse\x12g\n" +
+	"\x12ReplayOutboxEvents\x12'.coalition.v1.ReplayOutboxEventsRequest\x1a(.coalition.v1.ReplayOutboxEventsResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
 
 var (
 	file_coalition_v1_admin_proto_rawDescOnce sync.Once
@@ -785,22 +1644,35 @@ func file_coalition_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_coalition_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coalition_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_coalition_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_coalition_v1_admin_proto_goTypes = []any{
-	(PartnerStatus)(0),               // 0: coalition.v1.PartnerStatus
-	(*Partner)(nil),                  // 1: coalition.v1.Partner
-	(*RegisterPartnerRequest)(nil),   // 2: coalition.v1.RegisterPartnerRequest
-	(*RegisterPartnerResponse)(nil),  // 3: coalition.v1.RegisterPartnerResponse
-	(*SetPartnerStatusRequest)(nil),  // 4: coalition.v1.SetPartnerStatusRequest
-	(*SetPartnerStatusResponse)(nil), // 5: coalition.v1.SetPartnerStatusResponse
-	(*ListPartnersRequest)(nil),      // 6: coalition.v1.ListPartnersRequest
-	(*ListPartnersResponse)(nil),     // 7: coalition.v1.ListPartnersResponse
-	(*PriceTerms)(nil),               // 8: coalition.v1.PriceTerms
-	(*SetPriceTermsRequest)(nil),     // 9: coalition.v1.SetPriceTermsRequest
-	(*SetPriceTermsResponse)(nil),    // 10: coalition.v1.SetPriceTermsResponse
-	(*ListPriceTermsRequest)(nil),    // 11: coalition.v1.ListPriceTermsRequest
-	(*ListPriceTermsResponse)(nil),   // 12: coalition.v1.ListPriceTermsResponse
-	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
+	(PartnerStatus)(0),                       // 0: coalition.v1.PartnerStatus
+	(*Partner)(nil),                          // 1: coalition.v1.Partner
+	(*RegisterPartnerRequest)(nil),           // 2: coalition.v1.RegisterPartnerRequest
+	(*RegisterPartnerResponse)(nil),          // 3: coalition.v1.RegisterPartnerResponse
+	(*SetPartnerStatusRequest)(nil),          // 4: coalition.v1.SetPartnerStatusRequest
+	(*SetPartnerStatusResponse)(nil),         // 5: coalition.v1.SetPartnerStatusResponse
+	(*ListPartnersRequest)(nil),              // 6: coalition.v1.ListPartnersRequest
+	(*ListPartnersResponse)(nil),             // 7: coalition.v1.ListPartnersResponse
+	(*PriceTerms)(nil),                       // 8: coalition.v1.PriceTerms
+	(*SetPriceTermsRequest)(nil),             // 9: coalition.v1.SetPriceTermsRequest
+	(*SetPriceTermsResponse)(nil),            // 10: coalition.v1.SetPriceTermsResponse
+	(*ListPriceTermsRequest)(nil),            // 11: coalition.v1.ListPriceTermsRequest
+	(*ListPriceTermsResponse)(nil),           // 12: coalition.v1.ListPriceTermsResponse
+	(*PartnerEndpoint)(nil),                  // 13: coalition.v1.PartnerEndpoint
+	(*ConfigurePartnerEndpointRequest)(nil),  // 14: coalition.v1.ConfigurePartnerEndpointRequest
+	(*ConfigurePartnerEndpointResponse)(nil), // 15: coalition.v1.ConfigurePartnerEndpointResponse
+	(*ListPartnerEndpointsRequest)(nil),      // 16: coalition.v1.ListPartnerEndpointsRequest
+	(*ListPartnerEndpointsResponse)(nil),     // 17: coalition.v1.ListPartnerEndpointsResponse
+	(*ListPartnerBreakersRequest)(nil),       // 18: coalition.v1.ListPartnerBreakersRequest
+	(*PartnerBreaker)(nil),                   // 19: coalition.v1.PartnerBreaker
+	(*ListPartnerBreakersResponse)(nil),      // 20: coalition.v1.ListPartnerBreakersResponse
+	(*OutboxEvent)(nil),                      // 21: coalition.v1.OutboxEvent
+	(*ListOutboxEventsRequest)(nil),          // 22: coalition.v1.ListOutboxEventsRequest
+	(*ListOutboxEventsResponse)(nil),         // 23: coalition.v1.ListOutboxEventsResponse
+	(*ReplayOutboxEventsRequest)(nil),        // 24: coalition.v1.ReplayOutboxEventsRequest
+	(*ReplayOutboxEventsResponse)(nil),       // 25: coalition.v1.ReplayOutboxEventsResponse
+	(*timestamppb.Timestamp)(nil),            // 26: google.protobuf.Timestamp
 }
 var file_coalition_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: coalition.v1.Partner.status:type_name -> coalition.v1.PartnerStatus
@@ -808,25 +1680,41 @@ var file_coalition_v1_admin_proto_depIdxs = []int32{
 	0,  // 2: coalition.v1.SetPartnerStatusRequest.status:type_name -> coalition.v1.PartnerStatus
 	1,  // 3: coalition.v1.SetPartnerStatusResponse.partner:type_name -> coalition.v1.Partner
 	1,  // 4: coalition.v1.ListPartnersResponse.partners:type_name -> coalition.v1.Partner
-	13, // 5: coalition.v1.PriceTerms.effective_at:type_name -> google.protobuf.Timestamp
+	26, // 5: coalition.v1.PriceTerms.effective_at:type_name -> google.protobuf.Timestamp
 	8,  // 6: coalition.v1.SetPriceTermsRequest.terms:type_name -> coalition.v1.PriceTerms
 	8,  // 7: coalition.v1.SetPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
 	8,  // 8: coalition.v1.ListPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
-	2,  // 9: coalition.v1.AdminService.RegisterPartner:input_type -> coalition.v1.RegisterPartnerRequest
-	4,  // 10: coalition.v1.AdminService.SetPartnerStatus:input_type -> coalition.v1.SetPartnerStatusRequest
-	6,  // 11: coalition.v1.AdminService.ListPartners:input_type -> coalition.v1.ListPartnersRequest
-	9,  // 12: coalition.v1.AdminService.SetPriceTerms:input_type -> coalition.v1.SetPriceTermsRequest
-	11, // 13: coalition.v1.AdminService.ListPriceTerms:input_type -> coalition.v1.ListPriceTermsRequest
-	3,  // 14: coalition.v1.AdminService.RegisterPartner:output_type -> coalition.v1.RegisterPartnerResponse
-	5,  // 15: coalition.v1.AdminService.SetPartnerStatus:output_type -> coalition.v1.SetPartnerStatusResponse
-	7,  // 16: coalition.v1.AdminService.ListPartners:output_type -> coalition.v1.ListPartnersResponse
-	10, // 17: coalition.v1.AdminService.SetPriceTerms:output_type -> coalition.v1.SetPriceTermsResponse
-	12, // 18: coalition.v1.AdminService.ListPriceTerms:output_type -> coalition.v1.ListPriceTermsResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 9: coalition.v1.ConfigurePartnerEndpointRequest.endpoint:type_name -> coalition.v1.PartnerEndpoint
+	13, // 10: coalition.v1.ConfigurePartnerEndpointResponse.endpoint:type_name -> coalition.v1.PartnerEndpoint
+	13, // 11: coalition.v1.ListPartnerEndpointsResponse.endpoints:type_name -> coalition.v1.PartnerEndpoint
+	19, // 12: coalition.v1.ListPartnerBreakersResponse.breakers:type_name -> coalition.v1.PartnerBreaker
+	26, // 13: coalition.v1.OutboxEvent.created_at:type_name -> google.protobuf.Timestamp
+	21, // 14: coalition.v1.ListOutboxEventsResponse.events:type_name -> coalition.v1.OutboxEvent
+	2,  // 15: coalition.v1.AdminService.RegisterPartner:input_type -> coalition.v1.RegisterPartnerRequest
+	4,  // 16: coalition.v1.AdminService.SetPartnerStatus:input_type -> coalition.v1.SetPartnerStatusRequest
+	6,  // 17: coalition.v1.AdminService.ListPartners:input_type -> coalition.v1.ListPartnersRequest
+	9,  // 18: coalition.v1.AdminService.SetPriceTerms:input_type -> coalition.v1.SetPriceTermsRequest
+	11, // 19: coalition.v1.AdminService.ListPriceTerms:input_type -> coalition.v1.ListPriceTermsRequest
+	14, // 20: coalition.v1.AdminService.ConfigurePartnerEndpoint:input_type -> coalition.v1.ConfigurePartnerEndpointRequest
+	16, // 21: coalition.v1.AdminService.ListPartnerEndpoints:input_type -> coalition.v1.ListPartnerEndpointsRequest
+	18, // 22: coalition.v1.AdminService.ListPartnerBreakers:input_type -> coalition.v1.ListPartnerBreakersRequest
+	22, // 23: coalition.v1.AdminService.ListOutboxEvents:input_type -> coalition.v1.ListOutboxEventsRequest
+	24, // 24: coalition.v1.AdminService.ReplayOutboxEvents:input_type -> coalition.v1.ReplayOutboxEventsRequest
+	3,  // 25: coalition.v1.AdminService.RegisterPartner:output_type -> coalition.v1.RegisterPartnerResponse
+	5,  // 26: coalition.v1.AdminService.SetPartnerStatus:output_type -> coalition.v1.SetPartnerStatusResponse
+	7,  // 27: coalition.v1.AdminService.ListPartners:output_type -> coalition.v1.ListPartnersResponse
+	10, // 28: coalition.v1.AdminService.SetPriceTerms:output_type -> coalition.v1.SetPriceTermsResponse
+	12, // 29: coalition.v1.AdminService.ListPriceTerms:output_type -> coalition.v1.ListPriceTermsResponse
+	15, // 30: coalition.v1.AdminService.ConfigurePartnerEndpoint:output_type -> coalition.v1.ConfigurePartnerEndpointResponse
+	17, // 31: coalition.v1.AdminService.ListPartnerEndpoints:output_type -> coalition.v1.ListPartnerEndpointsResponse
+	20, // 32: coalition.v1.AdminService.ListPartnerBreakers:output_type -> coalition.v1.ListPartnerBreakersResponse
+	23, // 33: coalition.v1.AdminService.ListOutboxEvents:output_type -> coalition.v1.ListOutboxEventsResponse
+	25, // 34: coalition.v1.AdminService.ReplayOutboxEvents:output_type -> coalition.v1.ReplayOutboxEventsResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_admin_proto_init() }
@@ -840,7 +1728,7 @@ func file_coalition_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_admin_proto_rawDesc), len(file_coalition_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

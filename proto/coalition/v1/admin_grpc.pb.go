@@ -19,11 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_RegisterPartner_FullMethodName  = "/coalition.v1.AdminService/RegisterPartner"
-	AdminService_SetPartnerStatus_FullMethodName = "/coalition.v1.AdminService/SetPartnerStatus"
-	AdminService_ListPartners_FullMethodName     = "/coalition.v1.AdminService/ListPartners"
-	AdminService_SetPriceTerms_FullMethodName    = "/coalition.v1.AdminService/SetPriceTerms"
-	AdminService_ListPriceTerms_FullMethodName   = "/coalition.v1.AdminService/ListPriceTerms"
+	AdminService_RegisterPartner_FullMethodName          = "/coalition.v1.AdminService/RegisterPartner"
+	AdminService_SetPartnerStatus_FullMethodName         = "/coalition.v1.AdminService/SetPartnerStatus"
+	AdminService_ListPartners_FullMethodName             = "/coalition.v1.AdminService/ListPartners"
+	AdminService_SetPriceTerms_FullMethodName            = "/coalition.v1.AdminService/SetPriceTerms"
+	AdminService_ListPriceTerms_FullMethodName           = "/coalition.v1.AdminService/ListPriceTerms"
+	AdminService_ConfigurePartnerEndpoint_FullMethodName = "/coalition.v1.AdminService/ConfigurePartnerEndpoint"
+	AdminService_ListPartnerEndpoints_FullMethodName     = "/coalition.v1.AdminService/ListPartnerEndpoints"
+	AdminService_ListPartnerBreakers_FullMethodName      = "/coalition.v1.AdminService/ListPartnerBreakers"
+	AdminService_ListOutboxEvents_FullMethodName         = "/coalition.v1.AdminService/ListOutboxEvents"
+	AdminService_ReplayOutboxEvents_FullMethodName       = "/coalition.v1.AdminService/ReplayOutboxEvents"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -42,6 +47,17 @@ type AdminServiceClient interface {
 	SetPriceTerms(ctx context.Context, in *SetPriceTermsRequest, opts ...grpc.CallOption) (*SetPriceTermsResponse, error)
 	// ListPriceTerms lists every version of a partner's price terms, oldest first.
 	ListPriceTerms(ctx context.Context, in *ListPriceTermsRequest, opts ...grpc.CallOption) (*ListPriceTermsResponse, error)
+	// ConfigurePartnerEndpoint sets how the coalition calls a partner: endpoint, timeouts,
+	// bulkhead, exchange ratio and subscribed events. It replaces the previous configuration.
+	ConfigurePartnerEndpoint(ctx context.Context, in *ConfigurePartnerEndpointRequest, opts ...grpc.CallOption) (*ConfigurePartnerEndpointResponse, error)
+	// ListPartnerEndpoints lists every partner's endpoint configuration.
+	ListPartnerEndpoints(ctx context.Context, in *ListPartnerEndpointsRequest, opts ...grpc.CallOption) (*ListPartnerEndpointsResponse, error)
+	// ListPartnerBreakers reads this replica's circuit breakers, per partner and operation.
+	ListPartnerBreakers(ctx context.Context, in *ListPartnerBreakersRequest, opts ...grpc.CallOption) (*ListPartnerBreakersResponse, error)
+	// ListOutboxEvents lists outbox events by partner and state, oldest first.
+	ListOutboxEvents(ctx context.Context, in *ListOutboxEventsRequest, opts ...grpc.CallOption) (*ListOutboxEventsResponse, error)
+	// ReplayOutboxEvents puts dead events back in their partner's queue with fresh attempts.
+	ReplayOutboxEvents(ctx context.Context, in *ReplayOutboxEventsRequest, opts ...grpc.CallOption) (*ReplayOutboxEventsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -102,6 +118,56 @@ func (c *adminServiceClient) ListPriceTerms(ctx context.Context, in *ListPriceTe
 	return out, nil
 }
 
+func (c *adminServiceClient) ConfigurePartnerEndpoint(ctx context.Context, in *ConfigurePartnerEndpointRequest, opts ...grpc.CallOption) (*ConfigurePartnerEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigurePartnerEndpointResponse)
+	err := c.cc.Invoke(ctx, AdminService_ConfigurePartnerEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListPartnerEndpoints(ctx context.Context, in *ListPartnerEndpointsRequest, opts ...grpc.CallOption) (*ListPartnerEndpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPartnerEndpointsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPartnerEndpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListPartnerBreakers(ctx context.Context, in *ListPartnerBreakersRequest, opts ...grpc.CallOption) (*ListPartnerBreakersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPartnerBreakersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPartnerBreakers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListOutboxEvents(ctx context.Context, in *ListOutboxEventsRequest, opts ...grpc.CallOption) (*ListOutboxEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOutboxEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListOutboxEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReplayOutboxEvents(ctx context.Context, in *ReplayOutboxEventsRequest, opts ...grpc.CallOption) (*ReplayOutboxEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayOutboxEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReplayOutboxEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -118,6 +184,17 @@ type AdminServiceServer interface {
 	SetPriceTerms(context.Context, *SetPriceTermsRequest) (*SetPriceTermsResponse, error)
 	// ListPriceTerms lists every version of a partner's price terms, oldest first.
 	ListPriceTerms(context.Context, *ListPriceTermsRequest) (*ListPriceTermsResponse, error)
+	// ConfigurePartnerEndpoint sets how the coalition calls a partner: endpoint, timeouts,
+	// bulkhead, exchange ratio and subscribed events. It replaces the previous configuration.
+	ConfigurePartnerEndpoint(context.Context, *ConfigurePartnerEndpointRequest) (*ConfigurePartnerEndpointResponse, error)
+	// ListPartnerEndpoints lists every partner's endpoint configuration.
+	ListPartnerEndpoints(context.Context, *ListPartnerEndpointsRequest) (*ListPartnerEndpointsResponse, error)
+	// ListPartnerBreakers reads this replica's circuit breakers, per partner and operation.
+	ListPartnerBreakers(context.Context, *ListPartnerBreakersRequest) (*ListPartnerBreakersResponse, error)
+	// ListOutboxEvents lists outbox events by partner and state, oldest first.
+	ListOutboxEvents(context.Context, *ListOutboxEventsRequest) (*ListOutboxEventsResponse, error)
+	// ReplayOutboxEvents puts dead events back in their partner's queue with fresh attempts.
+	ReplayOutboxEvents(context.Context, *ReplayOutboxEventsRequest) (*ReplayOutboxEventsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -142,6 +219,21 @@ func (UnimplementedAdminServiceServer) SetPriceTerms(context.Context, *SetPriceT
 }
 func (UnimplementedAdminServiceServer) ListPriceTerms(context.Context, *ListPriceTermsRequest) (*ListPriceTermsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPriceTerms not implemented")
+}
+func (UnimplementedAdminServiceServer) ConfigurePartnerEndpoint(context.Context, *ConfigurePartnerEndpointRequest) (*ConfigurePartnerEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfigurePartnerEndpoint not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPartnerEndpoints(context.Context, *ListPartnerEndpointsRequest) (*ListPartnerEndpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPartnerEndpoints not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPartnerBreakers(context.Context, *ListPartnerBreakersRequest) (*ListPartnerBreakersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPartnerBreakers not implemented")
+}
+func (UnimplementedAdminServiceServer) ListOutboxEvents(context.Context, *ListOutboxEventsRequest) (*ListOutboxEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOutboxEvents not implemented")
+}
+func (UnimplementedAdminServiceServer) ReplayOutboxEvents(context.Context, *ReplayOutboxEventsRequest) (*ReplayOutboxEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayOutboxEvents not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -254,6 +346,96 @@ func _AdminService_ListPriceTerms_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ConfigurePartnerEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigurePartnerEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ConfigurePartnerEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ConfigurePartnerEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ConfigurePartnerEndpoint(ctx, req.(*ConfigurePartnerEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListPartnerEndpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPartnerEndpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPartnerEndpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPartnerEndpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPartnerEndpoints(ctx, req.(*ListPartnerEndpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListPartnerBreakers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPartnerBreakersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPartnerBreakers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPartnerBreakers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPartnerBreakers(ctx, req.(*ListPartnerBreakersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListOutboxEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOutboxEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListOutboxEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListOutboxEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListOutboxEvents(ctx, req.(*ListOutboxEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReplayOutboxEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayOutboxEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReplayOutboxEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReplayOutboxEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReplayOutboxEvents(ctx, req.(*ReplayOutboxEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -280,6 +462,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPriceTerms",
 			Handler:    _AdminService_ListPriceTerms_Handler,
+		},
+		{
+			MethodName: "ConfigurePartnerEndpoint",
+			Handler:    _AdminService_ConfigurePartnerEndpoint_Handler,
+		},
+		{
+			MethodName: "ListPartnerEndpoints",
+			Handler:    _AdminService_ListPartnerEndpoints_Handler,
+		},
+		{
+			MethodName: "ListPartnerBreakers",
+			Handler:    _AdminService_ListPartnerBreakers_Handler,
+		},
+		{
+			MethodName: "ListOutboxEvents",
+			Handler:    _AdminService_ListOutboxEvents_Handler,
+		},
+		{
+			MethodName: "ReplayOutboxEvents",
+			Handler:    _AdminService_ReplayOutboxEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
