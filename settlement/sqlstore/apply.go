@@ -63,6 +63,7 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, 
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
+	queueOutbox(&w, cmd, out, now) // events commit with the change (outbox.go)
 	body, err := json.Marshal(out)
 	if err != nil {
 		return settlement.Outcome{}, err
