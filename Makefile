@@ -6,14 +6,14 @@ BIN := bin/coalition
 # Where `make demo` keeps its database and certificates (kept across runs).
 DEMO_DIR ?= /tmp/coalition-dev
 
-.PHONY: demo test build generate proto-check vet go-test postgres clean validate-manifests config-docs config-docs-check
+.PHONY: fuzz-smoke demo test build generate proto-check vet go-test postgres clean validate-manifests config-docs config-docs-check
 
 ## demo: build and run `coalition dev` with the scripted tour; Ctrl-C stops it.
 demo: postgres build
 	$(BIN) dev --data-dir $(DEMO_DIR) --tour --log-format text
 
 ## test: install what the tests need (PostgreSQL), check the protos, vet, run every test with -race.
-test: postgres proto-check vet go-test validate-manifests config-docs-check
+test: postgres proto-check vet go-test fuzz-smoke validate-manifests config-docs-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/coalition
@@ -57,3 +57,10 @@ config-docs:
 config-docs-check:
 	@$(GO) run ./cmd/coalition docs config | diff -u docs/configuration.md - >/dev/null || { \
 		echo "config-docs-check: docs/configuration.md is stale: run 'make config-docs' and commit it" >&2; exit 1; }
+
+## fuzz-smoke: run every fuzz target briefly (seed corpora are in the f.Add calls).
+FUZZTIME ?= 5s
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./settlement/
+	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./settlement/
+	$(GO) test -run '^$$' -fuzz '^FuzzFromVerifiedChains$$' -fuzztime $(FUZZTIME) ./gateway/tlsconfig/
