@@ -44,6 +44,11 @@ go-test:
 clean:
 	rm -rf bin
 
+## bench-settlement: generate 10M ledger entries in a throwaway PostgreSQL, time a settlement
+## run against PostgreSQL's own GROUP BY, and awards during it (docs/BENCHMARKS.md). Not in `make test`.
+bench-settlement: postgres build
+	@bash scripts/bench-settlement.sh $(BIN)
+
 ## validate-manifests: render deploy/kubernetes overlays (kustomize) and check them against the
 ## Kubernetes schemas (kubeconform, strict); both pinned, run through `go run`.
 validate-manifests:

@@ -182,7 +182,7 @@ func finish(ctx context.Context, pool *pgxpool.Pool, runner *sqlstore.Runner, st
 
 // Parameters of every batch statement: $1, $2 the units [u0, u1); $3 seed; $4 From; $5 step
 // (µs); $6 members; $7 partner ids; $8 V2At; $9 period.
-const unitsCTE = `WITH u AS (
+const unitsCTE = `WITH u AS MATERIALIZED (
 	SELECT g.n, g.m, g.i1, g.i2, g.ir, p.pa1, p.pa2, p.pr, g.x, g.y, z.z,
 		least(g.x, z.z) AS take1, z.z - least(g.x, z.z) AS take2,
 		(g.y - (z.z - least(g.x, z.z))) / 2 AS ra,
@@ -202,8 +202,12 @@ const unitsCTE = `WITH u AS (
 `
 
 // id is the uuid of unit u's k-th transaction (k = 0, 1: awards and their lots; 2: the
-// redemption; 3: the reversal).
-func id(k string) string { return `md5($3::TEXT || ':' || u.n || ':' || (` + k + `))::UUID` }
+// redemption; 3: the reversal): a prefix from the seed, then the position, time-ordered like
+// UUIDv7 so that a batch appends to the primary keys (the ledger's are random v4; nothing in
+// settlement depends on id order).
+func id(k string) string {
+	return `(left(md5($3::TEXT), 8) || lpad(to_hex(4 * u.n + (` + k + `)), 24, '0'))::UUID`
+}
 
 // at is the created_at of unit u's k-th transaction.
 func at(k string) string {
