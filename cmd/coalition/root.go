@@ -31,7 +31,8 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newDevCmd(e), newServeCmd(e), newMigrateCmd(e), newTourCmd(e), newVersionCmd(e),
-		newPartnerCmd(e), newSettleCmd(e), newReportCmd(e), newReconCmd(e))
+		newPartnerCmd(e), newSettleCmd(e), newReportCmd(e), newReconCmd(e),
+		newBenchSettlementCmd(e))
 	return root
 }
 
