@@ -17,6 +17,9 @@ const lotPageSize = 200
 // award credits a new lot issued by the caller, enrolling the member on first award. A member
 // in debt (a reversed award whose points were already spent) pays it back from this lot first.
 func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
+	if err := s.checkAwardLimits(ctx, tx, w, cmd, now); err != nil {
+		return settlement.Outcome{}, err
+	}
 	var bal settlement.Balance
 	var status string
 	var oldDebt, newDebt int64
@@ -54,7 +57,11 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
 		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
-	return settlement.Outcome{Transaction: t, Balance: bal}, nil
+	out := settlement.Outcome{Transaction: t, Balance: bal}
+	if err := s.applyCampaigns(ctx, tx, w, cmd, &out, now); err != nil {
+		return settlement.Outcome{}, err
+	}
+	return out, nil
 }
 
 // redeem spends points at the caller: the balance is debited only if enough is available
