@@ -33,6 +33,7 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 	root.AddCommand(newDevCmd(e), newServeCmd(e), newMigrateCmd(e), newTourCmd(e), newVersionCmd(e),
 		newPartnerCmd(e), newSettleCmd(e), newReportCmd(e), newReconCmd(e),
 		newBenchSettlementCmd(e))
+	root.AddCommand(newBenchCmd(e), newSoakCmd(e), newVerifyCmd(e)) // issue 6: load, correctness under faults, invariants
 	return root
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
@@ -37,7 +39,18 @@ type RunnerConfig struct {
 	// OnRetry, when set, is told about each retry (metrics, tests): attempt is the number of the
 	// attempt that failed (1 = the first) and err its retryable error.
 	OnRetry func(attempt int, err error)
+	// InjectFailureRate is a test hook for the correctness workload (`coalition soak`); never
+	// set it in production. When positive, each attempt, after fn ran and before COMMIT, is
+	// failed with this probability: three times in four with a synthetic SQLSTATE 40001 that
+	// the runner retries, once in four as settlement.ErrAmbiguousCommit, half of those after a
+	// real COMMIT and half after a rollback, so the caller cannot know which. Zero reads the
+	// environment variable COALITION_TEST_INJECT_FAILURE_RATE (a fraction, e.g. 0.05), so a
+	// gateway subprocess can be put in this mode without a flag.
+	InjectFailureRate float64
 }
+
+// injectFailureRateEnv is the environment variable read when InjectFailureRate is zero.
+const injectFailureRateEnv = "COALITION_TEST_INJECT_FAILURE_RATE"
 
 // Runner runs closures in SERIALIZABLE transactions, retrying 40001 (both engines) and 40P01
 // (PostgreSQL deadlocks) around the whole BEGIN…COMMIT, including failures raised by COMMIT.
@@ -62,6 +75,13 @@ func NewRunner(pool *pgxpool.Pool, cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 200 * time.Millisecond
+	}
+	if v := os.Getenv(injectFailureRateEnv); cfg.InjectFailureRate == 0 && v != "" {
+		rate, err := strconv.ParseFloat(v, 64)
+		if err != nil || rate < 0 || rate >= 1 {
+			return nil, fmt.Errorf("sqlstore: %s=%q: want a fraction in [0, 1)", injectFailureRateEnv, v)
+		}
+		cfg.InjectFailureRate = rate
 	}
 	return &Runner{pool: pool, cfg: cfg}, nil
 }
@@ -103,6 +123,14 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 		rollback(tx)
 		return retryable(err)
 	}
+	injected := r.cfg.InjectFailureRate > 0 && rand.Float64() < r.cfg.InjectFailureRate
+	if injected && rand.IntN(8) < 7 {
+		rollback(tx)
+		if rand.IntN(7) < 6 {
+			return &retryError{err: errors.New("injected serialization failure (InjectFailureRate test hook)")}
+		}
+		return fmt.Errorf("%w: injected after rollback (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
+	}
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := tx.Commit(commitCtx); err != nil {
@@ -115,6 +143,9 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 			return retryable(fmt.Errorf("commit: %w", err))
 		}
 		return fmt.Errorf("%w: commit: %v", settlement.ErrAmbiguousCommit, err)
+	}
+	if injected {
+		return fmt.Errorf("%w: injected after commit (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
 	}
 	return nil
 }
