@@ -40,3 +40,13 @@ func (o *clientOptions) dial() (*grpc.ClientConn, error) {
 	}
 	return grpc.NewClient(o.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 }
+
+// with dials the gateway, runs fn on the connection and closes it.
+func (o *clientOptions) with(fn func(conn *grpc.ClientConn) error) error {
+	conn, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(conn)
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
@@ -27,17 +28,14 @@ func newPartnerAddCmd(e *env) *cobra.Command {
 		Short: "Register a partner (operator)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := o.dial()
-			if err != nil {
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewAdminServiceClient(conn).RegisterPartner(cmd.Context(), &coalitionv1.RegisterPartnerRequest{Id: id, Name: name})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(e.stdout, "registered %s (%s), %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetName(), resp.GetPartner().GetStatus())
 				return err
-			}
-			defer conn.Close()
-			resp, err := coalitionv1.NewAdminServiceClient(conn).RegisterPartner(cmd.Context(), &coalitionv1.RegisterPartnerRequest{Id: id, Name: name})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(e.stdout, "registered %s (%s), %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetName(), resp.GetPartner().GetStatus())
-			return err
+			})
 		},
 	}
 	o.register(cmd, "operator")
@@ -55,20 +53,17 @@ func newPartnerListCmd(e *env) *cobra.Command {
 		Short: "List partners (operator)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := coalitionv1.NewAdminServiceClient(conn).ListPartners(cmd.Context(), &coalitionv1.ListPartnersRequest{})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout, "id,name,status")
-			for _, p := range resp.GetPartners() {
-				fmt.Fprintf(e.stdout, "%s,%s,%s\n", p.GetId(), p.GetName(), p.GetStatus())
-			}
-			return nil
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewAdminServiceClient(conn).ListPartners(cmd.Context(), &coalitionv1.ListPartnersRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, "id,name,status")
+				for _, p := range resp.GetPartners() {
+					fmt.Fprintf(e.stdout, "%s,%s,%s\n", p.GetId(), p.GetName(), p.GetStatus())
+				}
+				return nil
+			})
 		},
 	}
 	o.register(cmd, "operator")
@@ -82,17 +77,14 @@ func newPartnerStatusCmd(e *env, verb string, status coalitionv1.PartnerStatus) 
 		Short: verb + " a partner; takes effect on its next call, without a restart (operator)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			conn, err := o.dial()
-			if err != nil {
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewAdminServiceClient(conn).SetPartnerStatus(cmd.Context(), &coalitionv1.SetPartnerStatusRequest{Id: args[0], Status: status})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(e.stdout, "%s is now %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetStatus())
 				return err
-			}
-			defer conn.Close()
-			resp, err := coalitionv1.NewAdminServiceClient(conn).SetPartnerStatus(cmd.Context(), &coalitionv1.SetPartnerStatusRequest{Id: args[0], Status: status})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(e.stdout, "%s is now %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetStatus())
-			return err
+			})
 		},
 	}
 	o.register(cmd, "operator")
@@ -116,17 +108,14 @@ func newTermsCmd(e *env) *cobra.Command {
 				}
 				t.EffectiveAt = timestamppb.New(at)
 			}
-			conn, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := coalitionv1.NewAdminServiceClient(conn).SetPriceTerms(cmd.Context(), &coalitionv1.SetPriceTermsRequest{Terms: &t})
-			if err != nil {
-				return err
-			}
-			printTerms(e, []*coalitionv1.PriceTerms{resp.GetTerms()})
-			return nil
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewAdminServiceClient(conn).SetPriceTerms(cmd.Context(), &coalitionv1.SetPriceTermsRequest{Terms: &t})
+				if err != nil {
+					return err
+				}
+				printTerms(e, []*coalitionv1.PriceTerms{resp.GetTerms()})
+				return nil
+			})
 		},
 	}
 	o.register(set, "operator")
@@ -148,17 +137,14 @@ func newTermsCmd(e *env) *cobra.Command {
 		Short: "List every version of a partner's terms (CSV)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := so.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := coalitionv1.NewAdminServiceClient(conn).ListPriceTerms(cmd.Context(), &coalitionv1.ListPriceTermsRequest{PartnerId: partner})
-			if err != nil {
-				return err
-			}
-			printTerms(e, resp.GetTerms())
-			return nil
+			return so.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewAdminServiceClient(conn).ListPriceTerms(cmd.Context(), &coalitionv1.ListPriceTermsRequest{PartnerId: partner})
+				if err != nil {
+					return err
+				}
+				printTerms(e, resp.GetTerms())
+				return nil
+			})
 		},
 	}
 	so.register(show, "operator")
