@@ -49,6 +49,20 @@ clean:
 bench-settlement: postgres build
 	@bash scripts/bench-settlement.sh $(BIN)
 
+.PHONY: bench soak
+## bench: coalition dev's PostgreSQL (durable commits) measured with pgbench -N, then the gateway
+## with coalition bench at the same client counts; one table with the ratio, written to the
+## "Gateway vs pgbench" section of docs/BENCHMARKS.md. A few minutes. Not in `make test`.
+bench: postgres build
+	@BIN=$(BIN) bash scripts/bench.sh
+
+## soak: the correctness workload at a large size: coalition soak with 50 SIGKILLs of the
+## gateway, injected retries and ambiguous commits, invariants checked after every restart.
+## A small size runs in `make test` (TestSoak).
+SOAK_FLAGS ?= --workers 32 --duration 3m --kills 50 --members 500 --inject-rate 0.05
+soak: postgres build
+	$(BIN) soak $(SOAK_FLAGS)
+
 ## validate-manifests: render deploy/kubernetes overlays (kustomize) and check them against the
 ## Kubernetes schemas (kubeconform, strict); both pinned, run through `go run`.
 validate-manifests:
