@@ -52,6 +52,10 @@ var codeByReason = map[string]codes.Code{
 	settlement.ErrPartnerUnavailable.Reason:      codes.Unavailable,
 	settlement.ErrPartnerNotConfigured.Reason:    codes.FailedPrecondition,
 	settlement.ErrExchangeNotFound.Reason:        codes.NotFound,
+	settlement.ErrCampaignNotFound.Reason:        codes.NotFound,
+	settlement.ErrCampaignExists.Reason:          codes.AlreadyExists,
+	settlement.ErrCampaignRejected.Reason:        codes.FailedPrecondition,
+	settlement.ErrCampaignEnded.Reason:           codes.FailedPrecondition,
 }
 
 // retryDelay is the RetryInfo hint sent with errors the caller should retry with the same key.

@@ -103,6 +103,10 @@ func TestStatusDomainErrors(t *testing.T) {
 		{settlement.ErrPartnerUnavailable, codes.Unavailable, true, false},
 		{settlement.ErrPartnerNotConfigured, codes.FailedPrecondition, false, false},
 		{settlement.ErrExchangeNotFound, codes.NotFound, false, false},
+		{settlement.ErrCampaignNotFound, codes.NotFound, false, false},
+		{settlement.ErrCampaignExists, codes.AlreadyExists, false, false},
+		{settlement.ErrCampaignRejected, codes.FailedPrecondition, false, false},
+		{settlement.ErrCampaignEnded, codes.FailedPrecondition, false, false},
 	}
 	tested := map[string]bool{}
 	for _, tt := range tests {

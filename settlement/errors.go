@@ -56,6 +56,14 @@ var (
 	ErrRecordsRejected  = newError("RECORDS_REJECTED", "partner records rejected", false)
 )
 
+// Errors of campaigns (campaign.go).
+var (
+	ErrCampaignNotFound = newError("CAMPAIGN_NOT_FOUND", "campaign not found", false)
+	ErrCampaignExists   = newError("CAMPAIGN_EXISTS", "a campaign with this id already exists", false)
+	ErrCampaignRejected = newError("CAMPAIGN_REJECTED", "campaign rejected", false)
+	ErrCampaignEnded    = newError("CAMPAIGN_ENDED", "campaign has ended; its status cannot change", false)
+)
+
 // allErrors lists every sentinel, so a stored reason can be turned back into its error.
 var allErrors = []*Error{
 	ErrInsufficientPoints, ErrHoldNotOpen, ErrCaptureExceedsHold, ErrReversalExceedsOriginal,
@@ -64,6 +72,7 @@ var allErrors = []*Error{
 	ErrAmbiguousCommit, ErrTransactionConflict, ErrInvalidPageToken,
 	ErrCutoffTooRecent, ErrCutoffBeforeLast, ErrRunInProgress, ErrRunNotFound, ErrTermsRejected, ErrRecordsRejected,
 	ErrPartnerUnavailable, ErrPartnerNotConfigured, ErrExchangeNotFound,
+	ErrCampaignNotFound, ErrCampaignExists, ErrCampaignRejected, ErrCampaignEnded,
 }
 
 // Reasons returns every domain error reason, for the gateway's mapping table and its test.

@@ -55,9 +55,15 @@ type PeriodData struct {
 	// reversals) and redeemed (net of redemption reversals) per partner.
 	LedgerIssued   map[string]int64
 	LedgerRedeemed map[string]int64
-	Terms          map[TermsKey]PriceTerms
-	Transactions   int64
-	Late           int64
+	// Campaigns are the period's bonus points by campaign and sponsor terms; CampaignSponsors
+	// every campaign's sponsors (for bilateral redemptions); LedgerCampaigns the bonus points
+	// issued net of reversals per campaign, from the campaign:<id> accounts' entries.
+	Campaigns        []CampaignAggregate
+	CampaignSponsors map[string][]Sponsor
+	LedgerCampaigns  map[string]int64
+	Terms            map[TermsKey]PriceTerms
+	Transactions     int64
+	Late             int64
 }
 
 // TermsKey names one price-book version.

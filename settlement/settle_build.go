@@ -14,6 +14,9 @@ var lineOrder = []string{
 	"redemption_receivable", "redemption_receivable_reversal",
 	"redemption_owed", "redemption_owed_reversal",
 	"fee", "fee_reversal",
+	LineCampaignIssuance, LineCampaignIssuance + "_reversal",
+	LineCampaignReceivable, LineCampaignReceivable + "_reversal",
+	LineCampaignOwed, LineCampaignOwed + "_reversal",
 }
 
 type lineKey struct {
@@ -92,7 +95,7 @@ func (b *builder) hub() error {
 			return fmt.Errorf("unexpected %s flow of kind %s", f.PartnerID, f.Kind)
 		}
 	}
-	return nil
+	return b.hubCampaigns() // settle_campaign.go
 }
 
 // reimburse adds a redemption's reimbursement (hub only) and the operator fee (both models).
@@ -109,7 +112,12 @@ func (b *builder) reimburse(f FlowAggregate, t PriceTerms, reversal bool, counte
 
 // bilateral: each redeemed point is owed by its issuer to the redeemer at the redeemer's rate.
 func (b *builder) bilateral() error {
+	var campaigns []LineageAggregate // owed by sponsors in their shares: settle_campaign.go
 	for _, g := range b.data.Lineage {
+		if _, ok := campaignOf(g.Issuer); ok {
+			campaigns = append(campaigns, g)
+			continue
+		}
 		t, ok := b.terms(g.Redeemer, g.Version)
 		if !ok {
 			continue
@@ -127,7 +135,7 @@ func (b *builder) bilateral() error {
 			}
 		}
 	}
-	return nil
+	return b.bilateralCampaigns(campaigns)
 }
 
 // flush prices every line once and orders each statement.

@@ -116,7 +116,7 @@ func checks(r Result, d PeriodData) []Check {
 	} else {
 		out = append(out, comparePoints("statement redeemed points equal ledger", redeemed, d.LedgerRedeemed))
 	}
-	return out
+	return append(out, campaignChecks(r, d)...)
 }
 
 func pickPoints(reversal bool, p int64) int64 {
@@ -136,9 +136,9 @@ func statementPoints(r Result) (issued, redeemed map[string]int64) {
 				issued[p] += l.Points
 			case l.Kind == "issuance_reversal":
 				issued[p] -= l.Points
-			case l.Kind == "reimbursement" || l.Kind == "redemption_receivable":
+			case l.Kind == "reimbursement" || l.Kind == "redemption_receivable" || l.Kind == LineCampaignReceivable:
 				redeemed[p] += l.Points
-			case l.Kind == "reimbursement_reversal" || l.Kind == "redemption_receivable_reversal":
+			case l.Kind == "reimbursement_reversal" || l.Kind == "redemption_receivable_reversal" || l.Kind == LineCampaignReceivable+"_reversal":
 				redeemed[p] -= l.Points
 			}
 		}

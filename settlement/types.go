@@ -26,6 +26,9 @@ const (
 	KindCapture   Kind = "capture"
 	KindRelease   Kind = "release"
 	KindReversal  Kind = "reversal"
+	// A campaign's bonus on an award, and its undoing when the award is reversed (campaign.go).
+	KindBonus         Kind = "bonus"
+	KindBonusReversal Kind = "bonus_reversal"
 )
 
 // Reversible reports whether a transaction of kind k can be reversed.
@@ -140,6 +143,8 @@ type Outcome struct {
 	Transaction Transaction `json:"transaction"`
 	Balance     Balance     `json:"balance"`
 	Hold        *Hold       `json:"hold,omitempty"`
+	// Bonuses are the campaign bonuses an award earned, or an award reversal took back.
+	Bonuses []Bonus `json:"bonuses,omitempty"`
 	// Replayed is true when the outcome was read back from the idempotency record.
 	Replayed bool `json:"-"`
 }

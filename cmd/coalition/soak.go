@@ -23,11 +23,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/coalitionexchange/coalition/gateway"
+	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
 )
 
@@ -117,11 +121,12 @@ var (
 )
 
 // start runs the gateway and waits until it prints its addresses; a start that fails (an
-// injected ambiguous commit while seeding, say) is tried again, at most five times.
+// injected ambiguous commit in a migration or while seeding, say) is tried again, at most ten
+// times.
 func (g *soakGateway) start(ctx context.Context) (failed int, err error) {
 	for attempt := 1; ; attempt++ {
 		err = g.startOnce(ctx)
-		if err == nil || attempt == 5 || ctx.Err() != nil {
+		if err == nil || attempt == 10 || ctx.Err() != nil {
 			return attempt - 1, err
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -301,7 +306,7 @@ func runSoak(ctx context.Context, w io.Writer, o soakOptions) (*soakResult, erro
 		}
 	}()
 	for _, p := range []string{"acme-air", "bean-coffee", "city-fuel"} {
-		conn, err := dialPartner(g.grpcAddr, g.certsDir, p)
+		conn, err := soakDial(g.grpcAddr, g.certsDir, p)
 		if err != nil {
 			return nil, err
 		}
@@ -760,6 +765,23 @@ func printCounts(w io.Writer, label string, m map[string]int64) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "%s %-40s %d\n", label, k, m[k])
 	}
+}
+
+// soakDial is dialPartner with a reconnect backoff capped at 500ms: gRPC's default grows to
+// 2 minutes while the gateway is down, and with a kill every few seconds clients would wait out
+// whole restarts.
+func soakDial(addr, certsDir, id string) (*grpc.ClientConn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := tlsconfig.LoadClient(certsDir, "partner-"+id, host)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
+			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}))
 }
 
 func soakFreePort() (int, error) {

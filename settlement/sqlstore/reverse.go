@@ -42,9 +42,13 @@ func (s *Store) reverse(ctx context.Context, tx pgx.Tx, w *writes, cmd settlemen
 		Kind: settlement.KindReversal, Points: points, ReversesID: cmd.TransactionID, CreatedAt: now}
 	var bal settlement.Balance
 	var entries []entry
+	var bonuses []settlement.Bonus
 	if orig.Kind == settlement.KindAward {
 		bal, err = reverseAward(ctx, tx, w, orig.MemberID, cmd.TransactionID, points, now)
 		entries = []entry{{memberAccount(orig.MemberID), -points}, {partnerIssuedAccount(cmd.PartnerID), points}}
+		if err == nil { // the campaign bonuses the award earned go with it (campaigns_reverse.go)
+			bonuses, bal, err = s.reverseBonuses(ctx, tx, w, orig, cmd.TransactionID, points, bal, now)
+		}
 	} else {
 		bal, err = reverseRedemption(ctx, tx, w, orig.MemberID, cmd.TransactionID, t.ID, points, now)
 		entries = []entry{{partnerRedeemedAccount(cmd.PartnerID), -points}, {memberAccount(orig.MemberID), points}}
@@ -55,7 +59,7 @@ func (s *Store) reverse(ctx context.Context, tx pgx.Tx, w *writes, cmd settlemen
 	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind), points: points,
 		reason: cmd.Reason, key: cmd.IdempotencyKey, reversesID: strPtr(cmd.TransactionID), occurredAt: now, createdAt: now},
 		entries...)
-	return settlement.Outcome{Transaction: t, Balance: bal}, err
+	return settlement.Outcome{Transaction: t, Balance: bal, Bonuses: bonuses}, err
 }
 
 // reverseAward takes points back out of the award's own lot. Points of the lot already spent

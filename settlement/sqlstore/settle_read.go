@@ -58,10 +58,11 @@ FROM lot_returns r JOIN transactions t ON t.id = r.txn_id JOIN transactions o ON
 WHERE ` + membership + `
 GROUP BY 1, 2, 3, 4`
 
-// ledgerTotalsSQL sums the partner accounts' entries of the period, from entries alone.
+// ledgerTotalsSQL sums the partner and campaign accounts' entries of the period, from entries
+// alone.
 var ledgerTotalsSQL = `SELECT e.account, sum(e.amount)::INT8
 FROM entries e
-WHERE e.account LIKE 'partner:%' AND ` + membershipOf("e") + `
+WHERE (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%') AND ` + membershipOf("e") + `
 GROUP BY e.account`
 
 // periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
@@ -69,7 +70,7 @@ GROUP BY e.account`
 // part of a serialization anomaly, then never blocks writers nor fails.
 func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.Time) (settlement.PeriodData, error) {
 	d := settlement.PeriodData{Period: period, PreviousCutoff: prev, Cutoff: cutoff,
-		LedgerIssued: map[string]int64{}, LedgerRedeemed: map[string]int64{}, Terms: map[settlement.TermsKey]settlement.PriceTerms{}}
+		LedgerIssued: map[string]int64{}, LedgerRedeemed: map[string]int64{}, LedgerCampaigns: map[string]int64{}, Terms: map[settlement.TermsKey]settlement.PriceTerms{}}
 	engine, err := s.Engine(ctx)
 	if err != nil {
 		return d, err
@@ -91,6 +92,9 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 		return d, err
 	}
 	if err := readLedgerTotals(ctx, tx, args, &d); err != nil {
+		return d, err
+	}
+	if err := readCampaigns(ctx, tx, args, &d); err != nil { // settle_campaigns.go
 		return d, err
 	}
 	for _, f := range d.Flows { // every counted transaction is in exactly one flow group
@@ -154,6 +158,10 @@ func readLedgerTotals(ctx context.Context, tx pgx.Tx, args []any, d *settlement.
 		var sum int64
 		if err := rows.Scan(&account, &sum); err != nil {
 			return fmt.Errorf("ledger totals: %w", err)
+		}
+		if id, ok := strings.CutPrefix(account, "campaign:"); ok {
+			d.LedgerCampaigns[id] = -sum
+			continue
 		}
 		rest := strings.TrimPrefix(account, "partner:")
 		switch {

@@ -43,8 +43,8 @@ var invariants = []struct{ check, sql string }{
 	{"no available balance below zero unless from a reversed award",
 		`SELECT m.id, (m.posted - m.held)::TEXT || ' with ' || COALESCE(r.total, 0)::TEXT || ' reversed from awards' FROM members m
 		 LEFT JOIN (SELECT rev.member_id, sum(rev.points) AS total FROM transactions rev
-		            JOIN transactions a ON a.id = rev.reverses_id AND a.kind = 'award'
-		            WHERE rev.kind = 'reversal' GROUP BY rev.member_id) r ON r.member_id = m.id
+		            JOIN transactions a ON a.id = rev.reverses_id AND a.kind IN ('award', 'bonus')
+		            WHERE rev.kind IN ('reversal', 'bonus_reversal') GROUP BY rev.member_id) r ON r.member_id = m.id
 		 WHERE m.posted - m.held + COALESCE(r.total, 0) < 0`},
 	{"issued - reversed = outstanding + redeemed",
 		`SELECT 'coalition', i::TEXT || ' vs ' || o::TEXT || ' + ' || r::TEXT FROM (SELECT
