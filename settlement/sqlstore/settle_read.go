@@ -29,14 +29,20 @@ var membership = membershipOf("t")
 // transaction of an earlier period (late adjustments). It needs o, the reversed original.
 const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
 
-// flowsSQL aggregates the period's partner transactions in one scan of transactions, grouped
-// with reverses_id so that only reversals (a few groups each) look up their original; the
-// lookup happens on the aggregate, never per row. The MATERIALIZED fence keeps the planner
-// from joining before aggregating.
+// flowsSQL aggregates the period's partner transactions. Everything but reversals groups by
+// a handful of low-cardinality keys (a hash aggregate in memory); only reversals, a small
+// share, are grouped with reverses_id so they can look up their original — on the aggregate,
+// never per row. Grouping every row by reverses_id made PostgreSQL sort the whole period to
+// disk. The MATERIALIZED fence keeps the planner from joining before aggregating.
 var flowsSQL = `WITH f AS MATERIALIZED (
+	SELECT t.partner_id, t.kind, NULL::UUID AS reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
+	FROM transactions t
+	WHERE (t.kind IN ('award', 'redeem', 'capture') OR (t.kind = 'expiry' AND t.reference = 'partner:' || t.partner_id)) AND ` + membership + `
+	GROUP BY 1, 2, 4, 5
+	UNION ALL
 	SELECT t.partner_id, t.kind, t.reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
 	FROM transactions t
-	WHERE t.kind IN ('award', 'redeem', 'capture', 'reversal') AND ` + membership + `
+	WHERE t.kind = 'reversal' AND ` + membership + `
 	GROUP BY 1, 2, 3, 4, 5
 )
 SELECT f.partner_id, f.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, f.price_version),
