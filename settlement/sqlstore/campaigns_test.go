@@ -3,8 +3,11 @@ package sqlstore_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/coalitionexchange/coalition/settlement"
 )
@@ -200,4 +203,71 @@ func TestCampaignRules(t *testing.T) {
 	if _, err := e.store.CreateCampaign(ctx, c, e.clock.Now()); !errors.Is(err, settlement.ErrCampaignRejected) {
 		t.Errorf("CreateCampaign with an unknown partner: got %v, want %v", err, settlement.ErrCampaignRejected)
 	}
+}
+
+// campaignExample is the README's worked example: fuel-2x with bonus lots living a year (so
+// they are spent first); a member buys 1001 points of fuel (bonus 1001), then redeems 1500 at
+// bean-coffee: 1001 from the campaign lot, 499 from city-fuel's.
+func (e *env) campaignExample(t *testing.T) time.Time {
+	t.Helper()
+	e.seedTerms(t)
+	c := fuelCampaign(t, 100_000, 0)
+	c.LotLifetime = 365 * 24 * time.Hour
+	e.createCampaign(t, c)
+	out := e.must(t, award(fuel, "m-example", "fuel", 1001))
+	if len(out.Bonuses) != 1 || out.Bonuses[0].Points != 1001 {
+		t.Fatalf("bonuses: got %+v, want one of 1001", out.Bonuses)
+	}
+	wantOutcomeBalance(t, out, 2002, 0)
+	e.must(t, redeem(bean, "m-example", "coffee", 1500))
+	e.clock.Advance(time.Hour)
+	return e.clock.Now().Add(-30 * time.Minute)
+}
+
+func TestCampaignSettlementHub(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	rec := e.settle(t, e.campaignExample(t))
+	// acme-air pays 601 points (largest remainder of 60% of 1001) × 0.0100; city-fuel its
+	// award, 1001 × 0.0110 = 11.011 -> 11.01, and 400 × 0.0110; bean-coffee is reimbursed
+	// 1500 × 0.0090.
+	wantNets(t, rec, map[string]string{acme: "-6.01", fuel: "-15.41", bean: "13.50", "operator": "7.92"})
+	if got, want := e.lineTexts(t, rec.ID), "acme-air campaign_issuance campaign:fuel-2x 601 -6.01"; !strings.Contains(got, want) {
+		t.Errorf("lines: got\n%s\nwant a line %q", got, want)
+	}
+}
+
+func TestCampaignSettlementBilateral(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	if err := e.store.SetSetting(ctxFor(t), "settlement_model", "bilateral"); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.settle(t, e.campaignExample(t))
+	// bean-coffee is owed 1001 × 0.0090 = 9.009 -> 9.01 for the campaign points: 901 cents,
+	// 541 from acme-air and 360 from city-fuel; and 499 × 0.0090 = 4.491 -> 4.49 by city-fuel.
+	wantNets(t, rec, map[string]string{acme: "-5.41", fuel: "-8.09", bean: "13.50", "operator": "0.00"})
+	lines := e.lineTexts(t, rec.ID)
+	for _, want := range []string{
+		"bean-coffee campaign_redemption_receivable campaign:fuel-2x 1001 9.01",
+		"acme-air campaign_redemption_owed campaign:fuel-2x:bean-coffee 601 -5.41",
+		"city-fuel campaign_redemption_owed campaign:fuel-2x:bean-coffee 400 -3.60",
+	} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("lines: got\n%s\nwant a line %q", lines, want)
+		}
+	}
+}
+
+// lineTexts renders a run's lines as "partner kind counterparty points amount", one a line.
+func (e *env) lineTexts(t *testing.T, runID int64) string {
+	t.Helper()
+	rows, err := e.pool.Query(ctxFor(t), `SELECT partner_id || ' ' || kind || ' ' || counterparty || ' ' || points::TEXT || ' ' || amount::TEXT
+		FROM settlement_lines WHERE run_id = $1 ORDER BY partner_id, line_no`, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }
