@@ -29,6 +29,8 @@ type adminService struct {
 	now      func() time.Time
 	// changed is told about every partner whose registration or status changed.
 	changed func(partnerID string)
+	// outbound backs the partner endpoint, breaker and outbox RPCs (admin_outbound.go).
+	outbound outboundAdmin
 }
 
 var partnerStatusToProto = map[settlement.PartnerStatus]coalitionv1.PartnerStatus{

@@ -51,6 +51,7 @@ var rolesByService = map[string][]tlsconfig.Role{
 	"coalition.v1.PointsService":               {tlsconfig.RolePartner},
 	"coalition.v1.AdminService":                {tlsconfig.RoleOperator},
 	"coalition.v1.SettlementService":           {tlsconfig.RoleFinance},
+	"coalition.v1.ExchangeService":             {tlsconfig.RoleOperator, tlsconfig.RolePartner},
 	"grpc.health.v1.Health":                    {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},
 	"grpc.reflection.v1.ServerReflection":      {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},
 	"grpc.reflection.v1alpha.ServerReflection": {tlsconfig.RolePartner, tlsconfig.RoleFinance, tlsconfig.RoleOperator},

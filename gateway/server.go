@@ -38,6 +38,12 @@ type Config struct {
 	Admin Registry
 	// Settlements backs SettlementService; nil leaves the service unregistered.
 	Settlements Settlements
+	// Exchanges backs ExchangeService; nil leaves the service unregistered.
+	Exchanges Exchanges
+	// Outbound backs AdminService's partner endpoint and outbox RPCs; Breakers lists this
+	// replica's partner breakers. Nil leaves those RPCs UNIMPLEMENTED.
+	Outbound Outbound
+	Breakers func() []PartnerBreaker
 	// Signer signs published statements; nil leaves them unsigned.
 	Signer settlement.StatementSigner
 	// SettlementSafetyLag is how far in the past a cutoff must be; default 5 minutes.
@@ -111,7 +117,11 @@ func New(cfg Config) (*Server, error) {
 	hs := health.NewServer()
 	coalitionv1.RegisterPointsServiceServer(gs, &pointsService{ledger: cfg.Ledger})
 	if cfg.Admin != nil {
-		coalitionv1.RegisterAdminServiceServer(gs, &adminService{registry: cfg.Admin, now: time.Now, changed: ic.partners.forget})
+		coalitionv1.RegisterAdminServiceServer(gs, &adminService{registry: cfg.Admin, now: time.Now, changed: ic.partners.forget,
+			outbound: outboundAdmin{store: cfg.Outbound, breakers: cfg.Breakers}})
+	}
+	if cfg.Exchanges != nil {
+		coalitionv1.RegisterExchangeServiceServer(gs, &exchangeService{exchanges: cfg.Exchanges})
 	}
 	if cfg.Settlements != nil {
 		if cfg.SettlementSafetyLag <= 0 {
