@@ -33,6 +33,11 @@ var (
 	ErrMemberNotFound          = newError("MEMBER_NOT_FOUND", "member not found", true)
 	ErrTransactionNotFound     = newError("TRANSACTION_NOT_FOUND", "transaction not found", true)
 	ErrHoldNotFound            = newError("HOLD_NOT_FOUND", "hold not found", true)
+	// ErrPartnerLimitExceeded: the award would cross one of the awarding partner's exposure
+	// limits (outstanding value, points per transaction). Nothing changed.
+	ErrPartnerLimitExceeded = newError("PARTNER_LIMIT_EXCEEDED", "the award would cross the partner's exposure limit", true)
+	// ErrMemberLimitExceeded: the award would cross the partner's per-member daily limit.
+	ErrMemberLimitExceeded = newError("MEMBER_LIMIT_EXCEEDED", "the award would cross the partner's per-member daily limit", true)
 )
 
 // Errors about the request or the system: never recorded, so a retry can succeed.
@@ -73,6 +78,7 @@ var allErrors = []*Error{
 	ErrCutoffTooRecent, ErrCutoffBeforeLast, ErrRunInProgress, ErrRunNotFound, ErrTermsRejected, ErrRecordsRejected,
 	ErrPartnerUnavailable, ErrPartnerNotConfigured, ErrExchangeNotFound,
 	ErrCampaignNotFound, ErrCampaignExists, ErrCampaignRejected, ErrCampaignEnded,
+	ErrPartnerLimitExceeded, ErrMemberLimitExceeded,
 }
 
 // Reasons returns every domain error reason, for the gateway's mapping table and its test.

@@ -68,6 +68,7 @@ func TestRecordedSplit(t *testing.T) {
 		"INSUFFICIENT_POINTS": true, "HOLD_NOT_OPEN": true, "CAPTURE_EXCEEDS_HOLD": true,
 		"REVERSAL_EXCEEDS_ORIGINAL": true, "TRANSACTION_NOT_REVERSIBLE": true, "MEMBER_BLOCKED": true,
 		"MEMBER_NOT_FOUND": true, "TRANSACTION_NOT_FOUND": true, "HOLD_NOT_FOUND": true,
+		"PARTNER_LIMIT_EXCEEDED": true, "MEMBER_LIMIT_EXCEEDED": true, // a refused award stays refused on retry
 	}
 	for _, e := range allErrors {
 		if got, want := e.Recorded, recorded[e.Reason]; got != want {

@@ -27,11 +27,16 @@ const (
 	EventPointsAwardedElsewhere = "points.awarded_elsewhere"
 	// EventStatementReady announces a published settlement statement.
 	EventStatementReady = "settlement.statement_ready"
+	// EventPointsExpiring goes to every subscribed partner once per lot, ahead of its expiry.
+	EventPointsExpiring = "points.expiring"
+	// EventExposureAlert goes to a subscribed partner whose outstanding value crossed 80% of
+	// its limit.
+	EventExposureAlert = "partner.exposure_alert"
 )
 
 // EventTypes lists the event types a partner can subscribe to.
 func EventTypes() []string {
-	return []string{EventPointsRedeemed, EventPointsAwardedElsewhere, EventStatementReady}
+	return []string{EventPointsRedeemed, EventPointsAwardedElsewhere, EventStatementReady, EventPointsExpiring, EventExposureAlert}
 }
 
 // Defaults and limits of a partner endpoint.

@@ -18,6 +18,19 @@ type PriceTerms struct {
 	FeeBps            int64       // operator fee, basis points of reimbursements
 	Currency          string
 	BreakageShare     apd.Decimal // fraction of breakage returned to the issuer
+	Limits            Limits      // exposure limits of this version
+}
+
+// Limits are a partner's exposure limits (issue 7). An award that would cross one is refused
+// with ErrPartnerLimitExceeded or ErrMemberLimitExceeded; zero values mean no limit.
+type Limits struct {
+	// MaxOutstandingValue bounds the value (points × issue price, in Currency) the partner has
+	// issued that settlement has not yet charged it for, net of award reversals. nil = none.
+	MaxOutstandingValue *apd.Decimal
+	// MaxPointsPerTransaction bounds one award's points.
+	MaxPointsPerTransaction int64
+	// MaxPointsPerMemberDay bounds the points the partner awards one member per UTC day.
+	MaxPointsPerMemberDay int64
 }
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -41,6 +54,15 @@ func ValidateTerms(t PriceTerms, now time.Time) error {
 	}
 	if t.BreakageShare.Negative || t.BreakageShare.Cmp(apd.New(1, 0)) > 0 || t.BreakageShare.Form != apd.Finite {
 		v.add("terms.breakage_share", "must be a fraction between 0 and 1")
+	}
+	if m := t.Limits.MaxOutstandingValue; m != nil && (m.Form != apd.Finite || m.Sign() <= 0 || m.Exponent < -8) {
+		v.add("terms.max_outstanding_value", "must be a positive decimal with at most 8 decimal places")
+	}
+	if t.Limits.MaxPointsPerTransaction < 0 || t.Limits.MaxPointsPerTransaction > MaxPointsPerCommand {
+		v.add("terms.max_points_per_transaction", "must be between 0 (no limit) and %d", MaxPointsPerCommand)
+	}
+	if t.Limits.MaxPointsPerMemberDay < 0 {
+		v.add("terms.max_points_per_member_day", "must not be negative (0 = no limit)")
 	}
 	if !t.EffectiveAt.IsZero() && t.EffectiveAt.Before(now.Add(-time.Second)) {
 		v.add("terms.effective_at", "must not be in the past")

@@ -14,6 +14,7 @@ var lineOrder = []string{
 	"redemption_receivable", "redemption_receivable_reversal",
 	"redemption_owed", "redemption_owed_reversal",
 	"fee", "fee_reversal",
+	LineBreakageReturn,
 	LineCampaignIssuance, LineCampaignIssuance + "_reversal",
 	LineCampaignReceivable, LineCampaignReceivable + "_reversal",
 	LineCampaignOwed, LineCampaignOwed + "_reversal",
@@ -91,6 +92,8 @@ func (b *builder) hub() error {
 				rateSpec{rate: t.IssuePrice, sign: pickSign(reversal, 1, -1)})
 		case KindRedeem, KindCapture:
 			b.reimburse(f, t, reversal, Operator)
+		case KindExpiry:
+			b.breakage(f, t) // settle_breakage.go
 		default:
 			return fmt.Errorf("unexpected %s flow of kind %s", f.PartnerID, f.Kind)
 		}

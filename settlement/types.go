@@ -29,6 +29,8 @@ const (
 	// A campaign's bonus on an award, and its undoing when the award is reversed (campaign.go).
 	KindBonus         Kind = "bonus"
 	KindBonusReversal Kind = "bonus_reversal"
+	// KindExpiry moves an expired lot's remaining points into coalition:breakage (expiry.go).
+	KindExpiry Kind = "expiry"
 )
 
 // Reversible reports whether a transaction of kind k can be reversed.
@@ -122,7 +124,13 @@ type Balance struct {
 	MemberID string `json:"member_id"`
 	Posted   int64  `json:"posted"`
 	Held     int64  `json:"held"`
+	// ExpiringSoon is how many of the member's points expire within ExpiringSoonWindow (only
+	// filled by balance reads, not by command outcomes).
+	ExpiringSoon int64 `json:"expiring_soon,omitempty"`
 }
+
+// ExpiringSoonWindow is how far ahead a balance read counts points as expiring soon.
+const ExpiringSoonWindow = 30 * 24 * time.Hour
 
 // Available is what can be redeemed or held now.
 func (b Balance) Available() int64 { return b.Posted - b.Held }

@@ -47,9 +47,12 @@ func (s *Store) SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now 
 			return fmt.Errorf("%w (%s)", ErrTermsNotMonotonic, lastAt.UTC().Format(time.RFC3339))
 		}
 		t.Version = last + 1
-		_, err = tx.Exec(ctx, `INSERT INTO price_terms (partner_id, version, effective_at, issue_price, reimbursement_rate, fee_bps, currency, breakage_share, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			t.PartnerID, t.Version, t.EffectiveAt, t.IssuePrice.Text('f'), t.ReimbursementRate.Text('f'), t.FeeBps, t.Currency, t.BreakageShare.Text('f'), now)
+		maxValue, maxTxn, maxDay := limitColumns(t.Limits)
+		_, err = tx.Exec(ctx, `INSERT INTO price_terms (partner_id, version, effective_at, issue_price, reimbursement_rate, fee_bps, currency, breakage_share, created_at,
+				max_outstanding_value, max_points_per_txn, max_points_per_member_day)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			t.PartnerID, t.Version, t.EffectiveAt, t.IssuePrice.Text('f'), t.ReimbursementRate.Text('f'), t.FeeBps, t.Currency, t.BreakageShare.Text('f'), now,
+			maxValue, maxTxn, maxDay)
 		return err
 	})
 	return t, err
@@ -57,12 +60,13 @@ func (s *Store) SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now 
 
 // ListPriceTerms returns every version of a partner's terms, oldest first ("" = all partners).
 func (s *Store) ListPriceTerms(ctx context.Context, partnerID string) ([]settlement.PriceTerms, error) {
-	rows, err := s.pool.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT
+	rows, err := s.pool.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT,
+			max_outstanding_value::TEXT, max_points_per_txn, max_points_per_member_day
 		FROM price_terms WHERE $1 = '' OR partner_id = $1 ORDER BY partner_id, version`, partnerID)
 	if err != nil {
 		return nil, fmt.Errorf("list price terms: %w", err)
 	}
-	return pgx.CollectRows(rows, scanTerms)
+	return pgx.CollectRows(rows, scanTermsWithLimits)
 }
 
 func scanTerms(r pgx.CollectableRow) (settlement.PriceTerms, error) {

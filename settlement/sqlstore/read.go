@@ -14,13 +14,18 @@ import (
 // Balance implements settlement.Store.
 func (s *Store) Balance(ctx context.Context, memberID string) (settlement.Balance, error) {
 	b := settlement.Balance{MemberID: memberID}
-	err := s.pool.QueryRow(ctx, `SELECT posted, held FROM members WHERE id = $1`, memberID).Scan(&b.Posted, &b.Held)
+	now := s.now()
+	err := s.pool.QueryRow(ctx, `SELECT posted, held, COALESCE((SELECT sum(remaining) FROM lots
+			WHERE member_id = $1 AND remaining > 0 AND expires_at > $2 AND expires_at <= $3), 0)::INT8
+		FROM members WHERE id = $1`, memberID, now, now.Add(settlement.ExpiringSoonWindow)).Scan(&b.Posted, &b.Held, &b.ExpiringSoon)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return b, fmt.Errorf("%w: %s", settlement.ErrMemberNotFound, memberID)
 	}
 	if err != nil {
 		return b, fmt.Errorf("read balance: %w", err)
 	}
+	// Lots cover debt first: no more can expire than the member owns.
+	b.ExpiringSoon = max(0, min(b.ExpiringSoon, b.Posted))
 	return b, nil
 }
 

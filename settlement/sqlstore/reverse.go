@@ -45,6 +45,7 @@ func (s *Store) reverse(ctx context.Context, tx pgx.Tx, w *writes, cmd settlemen
 	var bonuses []settlement.Bonus
 	if orig.Kind == settlement.KindAward {
 		bal, err = reverseAward(ctx, tx, w, orig.MemberID, cmd.TransactionID, points, now)
+		releaseAwardLimits(w, cmd.PartnerID, cmd.TransactionID, points) // exposure allowance and member day (limits.go)
 		entries = []entry{{memberAccount(orig.MemberID), -points}, {partnerIssuedAccount(cmd.PartnerID), points}}
 		if err == nil { // the campaign bonuses the award earned go with it (campaigns_reverse.go)
 			bonuses, bal, err = s.reverseBonuses(ctx, tx, w, orig, cmd.TransactionID, points, bal, now)

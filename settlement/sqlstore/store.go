@@ -23,6 +23,8 @@ type Config struct {
 	Runner      RunnerConfig
 	Logger      *slog.Logger  // default slog.Default()
 	LotLifetime time.Duration // default DefaultLotLifetime
+	// Now is the clock of reads that depend on the time (points expiring soon); default time.Now.
+	Now func() time.Time
 }
 
 // Store implements settlement.Store on SQL.
@@ -31,6 +33,7 @@ type Store struct {
 	runner      *Runner
 	log         *slog.Logger
 	lotLifetime time.Duration
+	now         func() time.Time
 
 	engineMu sync.Mutex
 	engine   string // set by Engine
@@ -51,7 +54,10 @@ func New(cfg Config) (*Store, error) {
 	if cfg.LotLifetime <= 0 {
 		cfg.LotLifetime = DefaultLotLifetime
 	}
-	return &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime}, nil
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now}, nil
 }
 
 // Open connects a pool to url with at most maxConns connections (0 = pgx's default) and

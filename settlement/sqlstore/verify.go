@@ -46,12 +46,17 @@ var invariants = []struct{ check, sql string }{
 		            JOIN transactions a ON a.id = rev.reverses_id AND a.kind IN ('award', 'bonus')
 		            WHERE rev.kind IN ('reversal', 'bonus_reversal') GROUP BY rev.member_id) r ON r.member_id = m.id
 		 WHERE m.posted - m.held + COALESCE(r.total, 0) < 0`},
-	{"issued - reversed = outstanding + redeemed",
-		`SELECT 'coalition', i::TEXT || ' vs ' || o::TEXT || ' + ' || r::TEXT FROM (SELECT
+	{"issued - reversed = outstanding + redeemed + expired",
+		`SELECT 'coalition', i::TEXT || ' vs ' || o::TEXT || ' + ' || r::TEXT || ' + ' || x::TEXT FROM (SELECT
 		   (SELECT COALESCE(sum(points - reversed), 0) FROM lots) AS i,
 		   (SELECT COALESCE(sum(remaining), 0) FROM lots) AS o,
 		   (SELECT COALESCE(sum(points - returned), 0) FROM lot_consumptions) AS r,
-		   (SELECT COALESCE(sum(debt), 0) FROM members) AS d) x WHERE i + d <> o + r`},
+		   (SELECT COALESCE(sum(expired), 0) FROM lots) AS x,
+		   (SELECT COALESCE(sum(debt), 0) FROM members) AS d) x WHERE i + d <> o + r + x`},
+	{"breakage account equals expired points",
+		`SELECT 'coalition:breakage', b::TEXT || ' vs ' || x::TEXT FROM (SELECT
+		   (SELECT COALESCE(sum(amount), 0) FROM entries WHERE account = 'coalition:breakage') AS b,
+		   (SELECT COALESCE(sum(expired), 0) FROM lots) AS x) y WHERE b <> x`},
 	{"no idempotency key with two effects",
 		`SELECT partner_id || '/' || idempotency_key, count(*)::TEXT || ' transactions' FROM transactions
 		 WHERE idempotency_key <> '' GROUP BY partner_id, idempotency_key HAVING count(*) > 1`},

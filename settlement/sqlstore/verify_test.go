@@ -35,9 +35,9 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"entries deleted", `DELETE FROM entries WHERE txn_id = (SELECT id FROM transactions WHERE idempotency_key = 'a-2')`, []string{
 			"every transaction has entries", "member posted balance equals its entries"}},
 		{"lot edited", `UPDATE lots SET remaining = remaining - 1 WHERE member_id = 'm-2'`, []string{
-			"lots remaining minus debt equals posted", "issued - reversed = outstanding + redeemed"}},
+			"lots remaining minus debt equals posted", "issued - reversed = outstanding + redeemed + expired"}},
 		{"lineage edited", `UPDATE lot_consumptions SET points = points + 1`, []string{
-			"redemptions are fully traced to lots", "issued - reversed = outstanding + redeemed"}},
+			"redemptions are fully traced to lots", "issued - reversed = outstanding + redeemed + expired"}},
 		{"key with two effects", `UPDATE transactions SET idempotency_key = 'r-1' WHERE idempotency_key = 'h-2'`, []string{
 			"no idempotency key with two effects"}},
 		{"overdrawn", `UPDATE members SET held = held + 1000 WHERE id = 'm-2'`, []string{
