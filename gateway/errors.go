@@ -56,6 +56,8 @@ var codeByReason = map[string]codes.Code{
 	settlement.ErrCampaignExists.Reason:          codes.AlreadyExists,
 	settlement.ErrCampaignRejected.Reason:        codes.FailedPrecondition,
 	settlement.ErrCampaignEnded.Reason:           codes.FailedPrecondition,
+	settlement.ErrPartnerLimitExceeded.Reason:    codes.FailedPrecondition,
+	settlement.ErrMemberLimitExceeded.Reason:     codes.FailedPrecondition,
 }
 
 // retryDelay is the RetryInfo hint sent with errors the caller should retry with the same key.

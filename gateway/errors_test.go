@@ -107,6 +107,8 @@ func TestStatusDomainErrors(t *testing.T) {
 		{settlement.ErrCampaignExists, codes.AlreadyExists, false, false},
 		{settlement.ErrCampaignRejected, codes.FailedPrecondition, false, false},
 		{settlement.ErrCampaignEnded, codes.FailedPrecondition, false, false},
+		{settlement.ErrPartnerLimitExceeded, codes.FailedPrecondition, false, false},
+		{settlement.ErrMemberLimitExceeded, codes.FailedPrecondition, false, false},
 	}
 	tested := map[string]bool{}
 	for _, tt := range tests {

@@ -17,6 +17,9 @@ type Metrics struct {
 	// times them.
 	settlementRuns    *prometheus.CounterVec
 	settlementSeconds prometheus.Histogram
+	// PartnerExposure is each limited partner's outstanding value over its limit; the expiry
+	// sweeper sets it (settlement.SweeperConfig.OnExposure).
+	PartnerExposure *prometheus.GaugeVec
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -45,11 +48,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of settlement runs, including the period close and storing the run.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 		}),
+		PartnerExposure: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "coalition_partner_exposure_ratio",
+			Help: "Issued-and-unsettled value over the partner's outstanding-value limit (alert at 0.8).",
+		}, []string{"partner"}),
 	}
 	for _, result := range []string{"published", "failed", "error"} {
 		m.settlementRuns.WithLabelValues(result) // export zeros, so alerts see the series
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs, m.settlementRuns, m.settlementSeconds} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs, m.settlementRuns, m.settlementSeconds, m.PartnerExposure} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
