@@ -20,6 +20,7 @@ type Registry interface {
 	ListPartners(ctx context.Context) ([]settlement.Partner, error)
 	SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now time.Time) (settlement.PriceTerms, error)
 	ListPriceTerms(ctx context.Context, partnerID string) ([]settlement.PriceTerms, error)
+	CampaignRegistry // admin_campaigns.go
 }
 
 // adminService implements coalitionv1.AdminServiceServer for operators.

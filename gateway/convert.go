@@ -13,12 +13,14 @@ import (
 )
 
 var kindToProto = map[settlement.Kind]coalitionv1.TransactionKind{
-	settlement.KindAward:     coalitionv1.TransactionKind_TRANSACTION_KIND_AWARD,
-	settlement.KindRedeem:    coalitionv1.TransactionKind_TRANSACTION_KIND_REDEEM,
-	settlement.KindAuthorize: coalitionv1.TransactionKind_TRANSACTION_KIND_AUTHORIZE,
-	settlement.KindCapture:   coalitionv1.TransactionKind_TRANSACTION_KIND_CAPTURE,
-	settlement.KindRelease:   coalitionv1.TransactionKind_TRANSACTION_KIND_RELEASE,
-	settlement.KindReversal:  coalitionv1.TransactionKind_TRANSACTION_KIND_REVERSAL,
+	settlement.KindAward:         coalitionv1.TransactionKind_TRANSACTION_KIND_AWARD,
+	settlement.KindRedeem:        coalitionv1.TransactionKind_TRANSACTION_KIND_REDEEM,
+	settlement.KindAuthorize:     coalitionv1.TransactionKind_TRANSACTION_KIND_AUTHORIZE,
+	settlement.KindCapture:       coalitionv1.TransactionKind_TRANSACTION_KIND_CAPTURE,
+	settlement.KindRelease:       coalitionv1.TransactionKind_TRANSACTION_KIND_RELEASE,
+	settlement.KindReversal:      coalitionv1.TransactionKind_TRANSACTION_KIND_REVERSAL,
+	settlement.KindBonus:         coalitionv1.TransactionKind_TRANSACTION_KIND_BONUS,
+	settlement.KindBonusReversal: coalitionv1.TransactionKind_TRANSACTION_KIND_BONUS_REVERSAL,
 }
 
 var statusToProto = map[settlement.TxnStatus]coalitionv1.TransactionStatus{

@@ -36,7 +36,8 @@ func (s *pointsService) Award(ctx context.Context, req *coalitionv1.AwardRequest
 	if err != nil {
 		return nil, err
 	}
-	return &coalitionv1.AwardResponse{Transaction: transactionToProto(out.Transaction), Balance: balanceToProto(out.Balance), Replayed: out.Replayed}, nil
+	return &coalitionv1.AwardResponse{Transaction: transactionToProto(out.Transaction), Balance: balanceToProto(out.Balance), Replayed: out.Replayed,
+		Bonuses: bonusesToProto(out.Bonuses)}, nil
 }
 
 // Redeem spends points at the caller in one step.
@@ -104,7 +105,8 @@ func (s *pointsService) Reverse(ctx context.Context, req *coalitionv1.ReverseReq
 	if err != nil {
 		return nil, err
 	}
-	return &coalitionv1.ReverseResponse{Transaction: transactionToProto(out.Transaction), Balance: balanceToProto(out.Balance), Replayed: out.Replayed}, nil
+	return &coalitionv1.ReverseResponse{Transaction: transactionToProto(out.Transaction), Balance: balanceToProto(out.Balance), Replayed: out.Replayed,
+		Bonuses: bonusesToProto(out.Bonuses)}, nil
 }
 
 // GetBalance reads a member's balance.

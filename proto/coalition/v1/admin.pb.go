@@ -75,6 +75,63 @@ func (PartnerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// CampaignStatus is a campaign's state.
+type CampaignStatus int32
+
+const (
+	// Never set by the server.
+	CampaignStatus_CAMPAIGN_STATUS_UNSPECIFIED CampaignStatus = 0
+	// Awards at its partners inside its window earn bonuses.
+	CampaignStatus_CAMPAIGN_STATUS_ACTIVE CampaignStatus = 1
+	// No bonuses until resumed.
+	CampaignStatus_CAMPAIGN_STATUS_PAUSED CampaignStatus = 2
+	// No bonuses, for good.
+	CampaignStatus_CAMPAIGN_STATUS_ENDED CampaignStatus = 3
+)
+
+// Enum value maps for CampaignStatus.
+var (
+	CampaignStatus_name = map[int32]string{
+		0: "CAMPAIGN_STATUS_UNSPECIFIED",
+		1: "CAMPAIGN_STATUS_ACTIVE",
+		2: "CAMPAIGN_STATUS_PAUSED",
+		3: "CAMPAIGN_STATUS_ENDED",
+	}
+	CampaignStatus_value = map[string]int32{
+		"CAMPAIGN_STATUS_UNSPECIFIED": 0,
+		"CAMPAIGN_STATUS_ACTIVE":      1,
+		"CAMPAIGN_STATUS_PAUSED":      2,
+		"CAMPAIGN_STATUS_ENDED":       3,
+	}
+)
+
+func (x CampaignStatus) Enum() *CampaignStatus {
+	p := new(CampaignStatus)
+	*p = x
+	return p
+}
+
+func (x CampaignStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CampaignStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_coalition_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (CampaignStatus) Type() protoreflect.EnumType {
+	return &file_coalition_v1_admin_proto_enumTypes[1]
+}
+
+func (x CampaignStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CampaignStatus.Descriptor instead.
+func (CampaignStatus) EnumDescriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
 // Partner is a business in the coalition.
 type Partner struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1514,6 +1571,594 @@ func (x *ReplayOutboxEventsResponse) GetReplayed() int64 {
 	return 0
 }
 
+// CampaignSponsor is a partner funding a share of a campaign's bonuses.
+type CampaignSponsor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sponsoring partner.
+	PartnerId string `protobuf:"bytes,1,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// Its share in basis points; a campaign's shares sum to exactly 10000.
+	ShareBps      int64 `protobuf:"varint,2,opt,name=share_bps,json=shareBps,proto3" json:"share_bps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignSponsor) Reset() {
+	*x = CampaignSponsor{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignSponsor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignSponsor) ProtoMessage() {}
+
+func (x *CampaignSponsor) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignSponsor.ProtoReflect.Descriptor instead.
+func (*CampaignSponsor) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CampaignSponsor) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *CampaignSponsor) GetShareBps() int64 {
+	if x != nil {
+		return x.ShareBps
+	}
+	return 0
+}
+
+// Campaign is a co-branded bonus: at its partners, inside [starts_at, ends_at), an award of at
+// least min_base_points earns floor(points x (multiplier - 1)) or fixed_bonus_points, within
+// the member cap and the budget, as its own lot issued by the campaign.
+type Campaign struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lowercase id: ^[a-z0-9][a-z0-9-]{0,62}$.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Display name: 1-128 characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// State (set by the server; active on creation).
+	Status CampaignStatus `protobuf:"varint,3,opt,name=status,proto3,enum=coalition.v1.CampaignStatus" json:"status,omitempty"`
+	// Start of the window (inclusive).
+	StartsAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
+	// End of the window (exclusive).
+	EndsAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	// Multiplier of the base award as a decimal string, e.g. "2"; empty when fixed_bonus_points.
+	Multiplier string `protobuf:"bytes,6,opt,name=multiplier,proto3" json:"multiplier,omitempty"`
+	// Fixed bonus per qualifying award; 0 when multiplier is set.
+	FixedBonusPoints int64 `protobuf:"varint,7,opt,name=fixed_bonus_points,json=fixedBonusPoints,proto3" json:"fixed_bonus_points,omitempty"`
+	// Awards below this earn no bonus (0: any award).
+	MinBasePoints int64 `protobuf:"varint,8,opt,name=min_base_points,json=minBasePoints,proto3" json:"min_base_points,omitempty"`
+	// Bonus points one member may earn from the campaign in all (0: no cap).
+	MemberCapPoints int64 `protobuf:"varint,9,opt,name=member_cap_points,json=memberCapPoints,proto3" json:"member_cap_points,omitempty"`
+	// Total bonus points the campaign may give.
+	BudgetPoints int64 `protobuf:"varint,10,opt,name=budget_points,json=budgetPoints,proto3" json:"budget_points,omitempty"`
+	// Budget left (set by the server).
+	BudgetRemainingPoints int64 `protobuf:"varint,11,opt,name=budget_remaining_points,json=budgetRemainingPoints,proto3" json:"budget_remaining_points,omitempty"`
+	// Lifetime of bonus lots in seconds (0: the coalition's policy).
+	LotLifetimeSeconds int64 `protobuf:"varint,12,opt,name=lot_lifetime_seconds,json=lotLifetimeSeconds,proto3" json:"lot_lifetime_seconds,omitempty"`
+	// Sponsors by partner id.
+	Sponsors []*CampaignSponsor `protobuf:"bytes,13,rep,name=sponsors,proto3" json:"sponsors,omitempty"`
+	// Partners where the campaign applies.
+	PartnerIds    []string `protobuf:"bytes,14,rep,name=partner_ids,json=partnerIds,proto3" json:"partner_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Campaign) Reset() {
+	*x = Campaign{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Campaign) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Campaign) ProtoMessage() {}
+
+func (x *Campaign) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Campaign.ProtoReflect.Descriptor instead.
+func (*Campaign) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Campaign) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Campaign) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Campaign) GetStatus() CampaignStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CampaignStatus_CAMPAIGN_STATUS_UNSPECIFIED
+}
+
+func (x *Campaign) GetStartsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartsAt
+	}
+	return nil
+}
+
+func (x *Campaign) GetEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndsAt
+	}
+	return nil
+}
+
+func (x *Campaign) GetMultiplier() string {
+	if x != nil {
+		return x.Multiplier
+	}
+	return ""
+}
+
+func (x *Campaign) GetFixedBonusPoints() int64 {
+	if x != nil {
+		return x.FixedBonusPoints
+	}
+	return 0
+}
+
+func (x *Campaign) GetMinBasePoints() int64 {
+	if x != nil {
+		return x.MinBasePoints
+	}
+	return 0
+}
+
+func (x *Campaign) GetMemberCapPoints() int64 {
+	if x != nil {
+		return x.MemberCapPoints
+	}
+	return 0
+}
+
+func (x *Campaign) GetBudgetPoints() int64 {
+	if x != nil {
+		return x.BudgetPoints
+	}
+	return 0
+}
+
+func (x *Campaign) GetBudgetRemainingPoints() int64 {
+	if x != nil {
+		return x.BudgetRemainingPoints
+	}
+	return 0
+}
+
+func (x *Campaign) GetLotLifetimeSeconds() int64 {
+	if x != nil {
+		return x.LotLifetimeSeconds
+	}
+	return 0
+}
+
+func (x *Campaign) GetSponsors() []*CampaignSponsor {
+	if x != nil {
+		return x.Sponsors
+	}
+	return nil
+}
+
+func (x *Campaign) GetPartnerIds() []string {
+	if x != nil {
+		return x.PartnerIds
+	}
+	return nil
+}
+
+// CreateCampaignRequest carries the new campaign.
+type CreateCampaignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign; status and budget_remaining_points are ignored.
+	Campaign      *Campaign `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCampaignRequest) Reset() {
+	*x = CreateCampaignRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCampaignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCampaignRequest) ProtoMessage() {}
+
+func (x *CreateCampaignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCampaignRequest.ProtoReflect.Descriptor instead.
+func (*CreateCampaignRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateCampaignRequest) GetCampaign() *Campaign {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
+// CreateCampaignResponse carries the campaign as stored.
+type CreateCampaignResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As stored.
+	Campaign      *Campaign `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCampaignResponse) Reset() {
+	*x = CreateCampaignResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCampaignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCampaignResponse) ProtoMessage() {}
+
+func (x *CreateCampaignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCampaignResponse.ProtoReflect.Descriptor instead.
+func (*CreateCampaignResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CreateCampaignResponse) GetCampaign() *Campaign {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
+// GetCampaignRequest names a campaign.
+type GetCampaignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCampaignRequest) Reset() {
+	*x = GetCampaignRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCampaignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCampaignRequest) ProtoMessage() {}
+
+func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCampaignRequest.ProtoReflect.Descriptor instead.
+func (*GetCampaignRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetCampaignRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetCampaignResponse carries the campaign.
+type GetCampaignResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign.
+	Campaign      *Campaign `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCampaignResponse) Reset() {
+	*x = GetCampaignResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCampaignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCampaignResponse) ProtoMessage() {}
+
+func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCampaignResponse.ProtoReflect.Descriptor instead.
+func (*GetCampaignResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetCampaignResponse) GetCampaign() *Campaign {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
+// ListCampaignsRequest has no fields.
+type ListCampaignsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCampaignsRequest) Reset() {
+	*x = ListCampaignsRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCampaignsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCampaignsRequest) ProtoMessage() {}
+
+func (x *ListCampaignsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCampaignsRequest.ProtoReflect.Descriptor instead.
+func (*ListCampaignsRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+// ListCampaignsResponse lists campaigns by id.
+type ListCampaignsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaigns.
+	Campaigns     []*Campaign `protobuf:"bytes,1,rep,name=campaigns,proto3" json:"campaigns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCampaignsResponse) Reset() {
+	*x = ListCampaignsResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCampaignsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCampaignsResponse) ProtoMessage() {}
+
+func (x *ListCampaignsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCampaignsResponse.ProtoReflect.Descriptor instead.
+func (*ListCampaignsResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListCampaignsResponse) GetCampaigns() []*Campaign {
+	if x != nil {
+		return x.Campaigns
+	}
+	return nil
+}
+
+// SetCampaignStatusRequest changes a campaign's state.
+type SetCampaignStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ACTIVE, PAUSED or ENDED.
+	Status        CampaignStatus `protobuf:"varint,2,opt,name=status,proto3,enum=coalition.v1.CampaignStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCampaignStatusRequest) Reset() {
+	*x = SetCampaignStatusRequest{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCampaignStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCampaignStatusRequest) ProtoMessage() {}
+
+func (x *SetCampaignStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCampaignStatusRequest.ProtoReflect.Descriptor instead.
+func (*SetCampaignStatusRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SetCampaignStatusRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetCampaignStatusRequest) GetStatus() CampaignStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CampaignStatus_CAMPAIGN_STATUS_UNSPECIFIED
+}
+
+// SetCampaignStatusResponse carries the campaign after the change.
+type SetCampaignStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign.
+	Campaign      *Campaign `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCampaignStatusResponse) Reset() {
+	*x = SetCampaignStatusResponse{}
+	mi := &file_coalition_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCampaignStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCampaignStatusResponse) ProtoMessage() {}
+
+func (x *SetCampaignStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCampaignStatusResponse.ProtoReflect.Descriptor instead.
+func (*SetCampaignStatusResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetCampaignStatusResponse) GetCampaign() *Campaign {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
 var File_coalition_v1_admin_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_admin_proto_rawDesc = "" +
@@ -1614,11 +2259,56 @@ const file_coalition_v1_admin_proto_rawDesc = "" +
 	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\"8\n" +
 	"\x1aReplayOutboxEventsResponse\x12\x1a\n" +
-	"\breplayed\x18\x01 \x01(\x03R\breplayed*h\n" +
+	"\breplayed\x18\x01 \x01(\x03R\breplayed\"M\n" +
+	"\x0fCampaignSponsor\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x01 \x01(\tR\tpartnerId\x12\x1b\n" +
+	"\tshare_bps\x18\x02 \x01(\x03R\bshareBps\"\xdf\x04\n" +
+	"\bCampaign\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1c.coalition.v1.CampaignStatusR\x06status\x127\n" +
+	"\tstarts_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bstartsAt\x123\n" +
+	"\aends_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12\x1e\n" +
+	"\n" +
+	"multiplier\x18\x06 \x01(\tR\n" +
+	"multiplier\x12,\n" +
+	"\x12fixed_bonus_points\x18\a \x01(\x03R\x10fixedBonusPoints\x12&\n" +
+	"\x0fmin_base_points\x18\b \x01(\x03R\rminBasePoints\x12*\n" +
+	"\x11member_cap_points\x18\t \x01(\x03R\x0fmemberCapPoints\x12#\n" +
+	"\rbudget_points\x18\n" +
+	" \x01(\x03R\fbudgetPoints\x126\n" +
+	"\x17budget_remaining_points\x18\v \x01(\x03R\x15budgetRemainingPoints\x120\n" +
+	"\x14lot_lifetime_seconds\x18\f \x01(\x03R\x12lotLifetimeSeconds\x129\n" +
+	"\bsponsors\x18\r \x03(\v2\x1d.coalition.v1.CampaignSponsorR\bsponsors\x12\x1f\n" +
+	"\vpartner_ids\x18\x0e \x03(\tR\n" +
+	"partnerIds\"K\n" +
+	"\x15CreateCampaignRequest\x122\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x16.coalition.v1.CampaignR\bcampaign\"L\n" +
+	"\x16CreateCampaignResponse\x122\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x16.coalition.v1.CampaignR\bcampaign\"$\n" +
+	"\x12GetCampaignRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
+	"\x13GetCampaignResponse\x122\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x16.coalition.v1.CampaignR\bcampaign\"\x16\n" +
+	"\x14ListCampaignsRequest\"M\n" +
+	"\x15ListCampaignsResponse\x124\n" +
+	"\tcampaigns\x18\x01 \x03(\v2\x16.coalition.v1.CampaignR\tcampaigns\"`\n" +
+	"\x18SetCampaignStatusRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1c.coalition.v1.CampaignStatusR\x06status\"O\n" +
+	"\x19SetCampaignStatusResponse\x122\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x16.coalition.v1.CampaignR\bcampaign*h\n" +
 	"\rPartnerStatus\x12\x1e\n" +
 	"\x1aPARTNER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PARTNER_STATUS_ACTIVE\x10\x01\x12\x1c\n" +
-	"\x18PARTNER_STATUS_SUSPENDED\x10\x022\x81\b\n" +
+	"\x18PARTNER_STATUS_SUSPENDED\x10\x02*\x84\x01\n" +
+	"\x0eCampaignStatus\x12\x1f\n" +
+	"\x1bCAMPAIGN_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16CAMPAIGN_STATUS_ACTIVE\x10\x01\x12\x1a\n" +
+	"\x16CAMPAIGN_STATUS_PAUSED\x10\x02\x12\x19\n" +
+	"\x15CAMPAIGN_STATUS_ENDED\x10\x032\xf2\n" +
+	"\n" +
 	"\fAdminService\x12^\n" +
 	"\x0fRegisterPartner\x12$.coalition.v1.RegisterPartnerRequest\x1a%.coalition.v1.RegisterPartnerResponse\x12a\n" +
 	"\x10SetPartnerStatus\x12%.coalition.v1.SetPartnerStatusRequest\x1a&.coalition.v1.SetPartnerStatusResponse\x12U\n" +
@@ -1629,7 +2319,11 @@ const file_coalition_v1_admin_proto_rawDesc = "" +
 	"\x14ListPartnerEndpoints\x12).coalition.v1.ListPartnerEndpointsRequest\x1a*.coalition.v1.ListPartnerEndpointsResponse\x12j\n" +
 	"\x13ListPartnerBreakers\x12(.coalition.v1.ListPartnerBreakersRequest\x1a).coalition.v1.ListPartnerBreakersResponse\x12a\n" +
 	"\x10ListOutboxEvents\x12%.coalition.v1.ListOutboxEventsRequest\x1a&.coalition.v1.ListOutboxEventsResponse\x12g\n" +
-	"\x12ReplayOutboxEvents\x12'.coalition.v1.ReplayOutboxEventsRequest\x1a(.coalition.v1.ReplayOutboxEventsResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
+	"\x12ReplayOutboxEvents\x12'.coalition.v1.ReplayOutboxEventsRequest\x1a(.coalition.v1.ReplayOutboxEventsResponse\x12[\n" +
+	"\x0eCreateCampaign\x12#.coalition.v1.CreateCampaignRequest\x1a$.coalition.v1.CreateCampaignResponse\x12R\n" +
+	"\vGetCampaign\x12 .coalition.v1.GetCampaignRequest\x1a!.coalition.v1.GetCampaignResponse\x12X\n" +
+	"\rListCampaigns\x12\".coalition.v1.ListCampaignsRequest\x1a#.coalition.v1.ListCampaignsResponse\x12d\n" +
+	"\x11SetCampaignStatus\x12&.coalition.v1.SetCampaignStatusRequest\x1a'.coalition.v1.SetCampaignStatusResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
 
 var (
 	file_coalition_v1_admin_proto_rawDescOnce sync.Once
@@ -1643,78 +2337,107 @@ func file_coalition_v1_admin_proto_rawDescGZIP() []byte {
 	return file_coalition_v1_admin_proto_rawDescData
 }
 
-var file_coalition_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coalition_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_coalition_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_coalition_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_coalition_v1_admin_proto_goTypes = []any{
 	(PartnerStatus)(0),                       // 0: coalition.v1.PartnerStatus
-	(*Partner)(nil),                          // 1: coalition.v1.Partner
-	(*RegisterPartnerRequest)(nil),           // 2: coalition.v1.RegisterPartnerRequest
-	(*RegisterPartnerResponse)(nil),          // 3: coalition.v1.RegisterPartnerResponse
-	(*SetPartnerStatusRequest)(nil),          // 4: coalition.v1.SetPartnerStatusRequest
-	(*SetPartnerStatusResponse)(nil),         // 5: coalition.v1.SetPartnerStatusResponse
-	(*ListPartnersRequest)(nil),              // 6: coalition.v1.ListPartnersRequest
-	(*ListPartnersResponse)(nil),             // 7: coalition.v1.ListPartnersResponse
-	(*PriceTerms)(nil),                       // 8: coalition.v1.PriceTerms
-	(*SetPriceTermsRequest)(nil),             // 9: coalition.v1.SetPriceTermsRequest
-	(*SetPriceTermsResponse)(nil),            // 10: coalition.v1.SetPriceTermsResponse
-	(*ListPriceTermsRequest)(nil),            // 11: coalition.v1.ListPriceTermsRequest
-	(*ListPriceTermsResponse)(nil),           // 12: coalition.v1.ListPriceTermsResponse
-	(*PartnerEndpoint)(nil),                  // 13: coalition.v1.PartnerEndpoint
-	(*ConfigurePartnerEndpointRequest)(nil),  // 14: coalition.v1.ConfigurePartnerEndpointRequest
-	(*ConfigurePartnerEndpointResponse)(nil), // 15: coalition.v1.ConfigurePartnerEndpointResponse
-	(*ListPartnerEndpointsRequest)(nil),      // 16: coalition.v1.ListPartnerEndpointsRequest
-	(*ListPartnerEndpointsResponse)(nil),     // 17: coalition.v1.ListPartnerEndpointsResponse
-	(*ListPartnerBreakersRequest)(nil),       // 18: coalition.v1.ListPartnerBreakersRequest
-	(*PartnerBreaker)(nil),                   // 19: coalition.v1.PartnerBreaker
-	(*ListPartnerBreakersResponse)(nil),      // 20: coalition.v1.ListPartnerBreakersResponse
-	(*OutboxEvent)(nil),                      // 21: coalition.v1.OutboxEvent
-	(*ListOutboxEventsRequest)(nil),          // 22: coalition.v1.ListOutboxEventsRequest
-	(*ListOutboxEventsResponse)(nil),         // 23: coalition.v1.ListOutboxEventsResponse
-	(*ReplayOutboxEventsRequest)(nil),        // 24: coalition.v1.ReplayOutboxEventsRequest
-	(*ReplayOutboxEventsResponse)(nil),       // 25: coalition.v1.ReplayOutboxEventsResponse
-	(*timestamppb.Timestamp)(nil),            // 26: google.protobuf.Timestamp
+	(CampaignStatus)(0),                      // 1: coalition.v1.CampaignStatus
+	(*Partner)(nil),                          // 2: coalition.v1.Partner
+	(*RegisterPartnerRequest)(nil),           // 3: coalition.v1.RegisterPartnerRequest
+	(*RegisterPartnerResponse)(nil),          // 4: coalition.v1.RegisterPartnerResponse
+	(*SetPartnerStatusRequest)(nil),          // 5: coalition.v1.SetPartnerStatusRequest
+	(*SetPartnerStatusResponse)(nil),         // 6: coalition.v1.SetPartnerStatusResponse
+	(*ListPartnersRequest)(nil),              // 7: coalition.v1.ListPartnersRequest
+	(*ListPartnersResponse)(nil),             // 8: coalition.v1.ListPartnersResponse
+	(*PriceTerms)(nil),                       // 9: coalition.v1.PriceTerms
+	(*SetPriceTermsRequest)(nil),             // 10: coalition.v1.SetPriceTermsRequest
+	(*SetPriceTermsResponse)(nil),            // 11: coalition.v1.SetPriceTermsResponse
+	(*ListPriceTermsRequest)(nil),            // 12: coalition.v1.ListPriceTermsRequest
+	(*ListPriceTermsResponse)(nil),           // 13: coalition.v1.ListPriceTermsResponse
+	(*PartnerEndpoint)(nil),                  // 14: coalition.v1.PartnerEndpoint
+	(*ConfigurePartnerEndpointRequest)(nil),  // 15: coalition.v1.ConfigurePartnerEndpointRequest
+	(*ConfigurePartnerEndpointResponse)(nil), // 16: coalition.v1.ConfigurePartnerEndpointResponse
+	(*ListPartnerEndpointsRequest)(nil),      // 17: coalition.v1.ListPartnerEndpointsRequest
+	(*ListPartnerEndpointsResponse)(nil),     // 18: coalition.v1.ListPartnerEndpointsResponse
+	(*ListPartnerBreakersRequest)(nil),       // 19: coalition.v1.ListPartnerBreakersRequest
+	(*PartnerBreaker)(nil),                   // 20: coalition.v1.PartnerBreaker
+	(*ListPartnerBreakersResponse)(nil),      // 21: coalition.v1.ListPartnerBreakersResponse
+	(*OutboxEvent)(nil),                      // 22: coalition.v1.OutboxEvent
+	(*ListOutboxEventsRequest)(nil),          // 23: coalition.v1.ListOutboxEventsRequest
+	(*ListOutboxEventsResponse)(nil),         // 24: coalition.v1.ListOutboxEventsResponse
+	(*ReplayOutboxEventsRequest)(nil),        // 25: coalition.v1.ReplayOutboxEventsRequest
+	(*ReplayOutboxEventsResponse)(nil),       // 26: coalition.v1.ReplayOutboxEventsResponse
+	(*CampaignSponsor)(nil),                  // 27: coalition.v1.CampaignSponsor
+	(*Campaign)(nil),                         // 28: coalition.v1.Campaign
+	(*CreateCampaignRequest)(nil),            // 29: coalition.v1.CreateCampaignRequest
+	(*CreateCampaignResponse)(nil),           // 30: coalition.v1.CreateCampaignResponse
+	(*GetCampaignRequest)(nil),               // 31: coalition.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),              // 32: coalition.v1.GetCampaignResponse
+	(*ListCampaignsRequest)(nil),             // 33: coalition.v1.ListCampaignsRequest
+	(*ListCampaignsResponse)(nil),            // 34: coalition.v1.ListCampaignsResponse
+	(*SetCampaignStatusRequest)(nil),         // 35: coalition.v1.SetCampaignStatusRequest
+	(*SetCampaignStatusResponse)(nil),        // 36: coalition.v1.SetCampaignStatusResponse
+	(*timestamppb.Timestamp)(nil),            // 37: google.protobuf.Timestamp
 }
 var file_coalition_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: coalition.v1.Partner.status:type_name -> coalition.v1.PartnerStatus
-	1,  // 1: coalition.v1.RegisterPartnerResponse.partner:type_name -> coalition.v1.Partner
+	2,  // 1: coalition.v1.RegisterPartnerResponse.partner:type_name -> coalition.v1.Partner
 	0,  // 2: coalition.v1.SetPartnerStatusRequest.status:type_name -> coalition.v1.PartnerStatus
-	1,  // 3: coalition.v1.SetPartnerStatusResponse.partner:type_name -> coalition.v1.Partner
-	1,  // 4: coalition.v1.ListPartnersResponse.partners:type_name -> coalition.v1.Partner
-	26, // 5: coalition.v1.PriceTerms.effective_at:type_name -> google.protobuf.Timestamp
-	8,  // 6: coalition.v1.SetPriceTermsRequest.terms:type_name -> coalition.v1.PriceTerms
-	8,  // 7: coalition.v1.SetPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
-	8,  // 8: coalition.v1.ListPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
-	13, // 9: coalition.v1.ConfigurePartnerEndpointRequest.endpoint:type_name -> coalition.v1.PartnerEndpoint
-	13, // 10: coalition.v1.ConfigurePartnerEndpointResponse.endpoint:type_name -> coalition.v1.PartnerEndpoint
-	13, // 11: coalition.v1.ListPartnerEndpointsResponse.endpoints:type_name -> coalition.v1.PartnerEndpoint
-	19, // 12: coalition.v1.ListPartnerBreakersResponse.breakers:type_name -> coalition.v1.PartnerBreaker
-	26, // 13: coalition.v1.OutboxEvent.created_at:type_name -> google.protobuf.Timestamp
-	21, // 14: coalition.v1.ListOutboxEventsResponse.events:type_name -> coalition.v1.OutboxEvent
-	2,  // 15: coalition.v1.AdminService.RegisterPartner:input_type -> coalition.v1.RegisterPartnerRequest
-	4,  // 16: coalition.v1.AdminService.SetPartnerStatus:input_type -> coalition.v1.SetPartnerStatusRequest
-	6,  // 17: coalition.v1.AdminService.ListPartners:input_type -> coalition.v1.ListPartnersRequest
-	9,  // 18: coalition.v1.AdminService.SetPriceTerms:input_type -> coalition.v1.SetPriceTermsRequest
-	11, // 19: coalition.v1.AdminService.ListPriceTerms:input_type -> coalition.v1.ListPriceTermsRequest
-	14, // 20: coalition.v1.AdminService.ConfigurePartnerEndpoint:input_type -> coalition.v1.ConfigurePartnerEndpointRequest
-	16, // 21: coalition.v1.AdminService.ListPartnerEndpoints:input_type -> coalition.v1.ListPartnerEndpointsRequest
-	18, // 22: coalition.v1.AdminService.ListPartnerBreakers:input_type -> coalition.v1.ListPartnerBreakersRequest
-	22, // 23: coalition.v1.AdminService.ListOutboxEvents:input_type -> coalition.v1.ListOutboxEventsRequest
-	24, // 24: coalition.v1.AdminService.ReplayOutboxEvents:input_type -> coalition.v1.ReplayOutboxEventsRequest
-	3,  // 25: coalition.v1.AdminService.RegisterPartner:output_type -> coalition.v1.RegisterPartnerResponse
-	5,  // 26: coalition.v1.AdminService.SetPartnerStatus:output_type -> coalition.v1.SetPartnerStatusResponse
-	7,  // 27: coalition.v1.AdminService.ListPartners:output_type -> coalition.v1.ListPartnersResponse
-	10, // 28: coalition.v1.AdminService.SetPriceTerms:output_type -> coalition.v1.SetPriceTermsResponse
-	12, // 29: coalition.v1.AdminService.ListPriceTerms:output_type -> coalition.v1.ListPriceTermsResponse
-	15, // 30: coalition.v1.AdminService.ConfigurePartnerEndpoint:output_type -> coalition.v1.ConfigurePartnerEndpointResponse
-	17, // 31: coalition.v1.AdminService.ListPartnerEndpoints:output_type -> coalition.v1.ListPartnerEndpointsResponse
-	20, // 32: coalition.v1.AdminService.ListPartnerBreakers:output_type -> coalition.v1.ListPartnerBreakersResponse
-	23, // 33: coalition.v1.AdminService.ListOutboxEvents:output_type -> coalition.v1.ListOutboxEventsResponse
-	25, // 34: coalition.v1.AdminService.ReplayOutboxEvents:output_type -> coalition.v1.ReplayOutboxEventsResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 3: coalition.v1.SetPartnerStatusResponse.partner:type_name -> coalition.v1.Partner
+	2,  // 4: coalition.v1.ListPartnersResponse.partners:type_name -> coalition.v1.Partner
+	37, // 5: coalition.v1.PriceTerms.effective_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: coalition.v1.SetPriceTermsRequest.terms:type_name -> coalition.v1.PriceTerms
+	9,  // 7: coalition.v1.SetPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
+	9,  // 8: coalition.v1.ListPriceTermsResponse.terms:type_name -> coalition.v1.PriceTerms
+	14, // 9: coalition.v1.ConfigurePartnerEndpointRequest.endpoint:type_name -> coalition.v1.PartnerEndpoint
+	14, // 10: coalition.v1.ConfigurePartnerEndpointResponse.endpoint:type_name -> coalition.v1.PartnerEndpoint
+	14, // 11: coalition.v1.ListPartnerEndpointsResponse.endpoints:type_name -> coalition.v1.PartnerEndpoint
+	20, // 12: coalition.v1.ListPartnerBreakersResponse.breakers:type_name -> coalition.v1.PartnerBreaker
+	37, // 13: coalition.v1.OutboxEvent.created_at:type_name -> google.protobuf.Timestamp
+	22, // 14: coalition.v1.ListOutboxEventsResponse.events:type_name -> coalition.v1.OutboxEvent
+	1,  // 15: coalition.v1.Campaign.status:type_name -> coalition.v1.CampaignStatus
+	37, // 16: coalition.v1.Campaign.starts_at:type_name -> google.protobuf.Timestamp
+	37, // 17: coalition.v1.Campaign.ends_at:type_name -> google.protobuf.Timestamp
+	27, // 18: coalition.v1.Campaign.sponsors:type_name -> coalition.v1.CampaignSponsor
+	28, // 19: coalition.v1.CreateCampaignRequest.campaign:type_name -> coalition.v1.Campaign
+	28, // 20: coalition.v1.CreateCampaignResponse.campaign:type_name -> coalition.v1.Campaign
+	28, // 21: coalition.v1.GetCampaignResponse.campaign:type_name -> coalition.v1.Campaign
+	28, // 22: coalition.v1.ListCampaignsResponse.campaigns:type_name -> coalition.v1.Campaign
+	1,  // 23: coalition.v1.SetCampaignStatusRequest.status:type_name -> coalition.v1.CampaignStatus
+	28, // 24: coalition.v1.SetCampaignStatusResponse.campaign:type_name -> coalition.v1.Campaign
+	3,  // 25: coalition.v1.AdminService.RegisterPartner:input_type -> coalition.v1.RegisterPartnerRequest
+	5,  // 26: coalition.v1.AdminService.SetPartnerStatus:input_type -> coalition.v1.SetPartnerStatusRequest
+	7,  // 27: coalition.v1.AdminService.ListPartners:input_type -> coalition.v1.ListPartnersRequest
+	10, // 28: coalition.v1.AdminService.SetPriceTerms:input_type -> coalition.v1.SetPriceTermsRequest
+	12, // 29: coalition.v1.AdminService.ListPriceTerms:input_type -> coalition.v1.ListPriceTermsRequest
+	15, // 30: coalition.v1.AdminService.ConfigurePartnerEndpoint:input_type -> coalition.v1.ConfigurePartnerEndpointRequest
+	17, // 31: coalition.v1.AdminService.ListPartnerEndpoints:input_type -> coalition.v1.ListPartnerEndpointsRequest
+	19, // 32: coalition.v1.AdminService.ListPartnerBreakers:input_type -> coalition.v1.ListPartnerBreakersRequest
+	23, // 33: coalition.v1.AdminService.ListOutboxEvents:input_type -> coalition.v1.ListOutboxEventsRequest
+	25, // 34: coalition.v1.AdminService.ReplayOutboxEvents:input_type -> coalition.v1.ReplayOutboxEventsRequest
+	29, // 35: coalition.v1.AdminService.CreateCampaign:input_type -> coalition.v1.CreateCampaignRequest
+	31, // 36: coalition.v1.AdminService.GetCampaign:input_type -> coalition.v1.GetCampaignRequest
+	33, // 37: coalition.v1.AdminService.ListCampaigns:input_type -> coalition.v1.ListCampaignsRequest
+	35, // 38: coalition.v1.AdminService.SetCampaignStatus:input_type -> coalition.v1.SetCampaignStatusRequest
+	4,  // 39: coalition.v1.AdminService.RegisterPartner:output_type -> coalition.v1.RegisterPartnerResponse
+	6,  // 40: coalition.v1.AdminService.SetPartnerStatus:output_type -> coalition.v1.SetPartnerStatusResponse
+	8,  // 41: coalition.v1.AdminService.ListPartners:output_type -> coalition.v1.ListPartnersResponse
+	11, // 42: coalition.v1.AdminService.SetPriceTerms:output_type -> coalition.v1.SetPriceTermsResponse
+	13, // 43: coalition.v1.AdminService.ListPriceTerms:output_type -> coalition.v1.ListPriceTermsResponse
+	16, // 44: coalition.v1.AdminService.ConfigurePartnerEndpoint:output_type -> coalition.v1.ConfigurePartnerEndpointResponse
+	18, // 45: coalition.v1.AdminService.ListPartnerEndpoints:output_type -> coalition.v1.ListPartnerEndpointsResponse
+	21, // 46: coalition.v1.AdminService.ListPartnerBreakers:output_type -> coalition.v1.ListPartnerBreakersResponse
+	24, // 47: coalition.v1.AdminService.ListOutboxEvents:output_type -> coalition.v1.ListOutboxEventsResponse
+	26, // 48: coalition.v1.AdminService.ReplayOutboxEvents:output_type -> coalition.v1.ReplayOutboxEventsResponse
+	30, // 49: coalition.v1.AdminService.CreateCampaign:output_type -> coalition.v1.CreateCampaignResponse
+	32, // 50: coalition.v1.AdminService.GetCampaign:output_type -> coalition.v1.GetCampaignResponse
+	34, // 51: coalition.v1.AdminService.ListCampaigns:output_type -> coalition.v1.ListCampaignsResponse
+	36, // 52: coalition.v1.AdminService.SetCampaignStatus:output_type -> coalition.v1.SetCampaignStatusResponse
+	39, // [39:53] is the sub-list for method output_type
+	25, // [25:39] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_admin_proto_init() }
@@ -1727,8 +2450,8 @@ func file_coalition_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_admin_proto_rawDesc), len(file_coalition_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   25,
+			NumEnums:      2,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,10 @@ const (
 	AdminService_ListPartnerBreakers_FullMethodName      = "/coalition.v1.AdminService/ListPartnerBreakers"
 	AdminService_ListOutboxEvents_FullMethodName         = "/coalition.v1.AdminService/ListOutboxEvents"
 	AdminService_ReplayOutboxEvents_FullMethodName       = "/coalition.v1.AdminService/ReplayOutboxEvents"
+	AdminService_CreateCampaign_FullMethodName           = "/coalition.v1.AdminService/CreateCampaign"
+	AdminService_GetCampaign_FullMethodName              = "/coalition.v1.AdminService/GetCampaign"
+	AdminService_ListCampaigns_FullMethodName            = "/coalition.v1.AdminService/ListCampaigns"
+	AdminService_SetCampaignStatus_FullMethodName        = "/coalition.v1.AdminService/SetCampaignStatus"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -58,6 +62,14 @@ type AdminServiceClient interface {
 	ListOutboxEvents(ctx context.Context, in *ListOutboxEventsRequest, opts ...grpc.CallOption) (*ListOutboxEventsResponse, error)
 	// ReplayOutboxEvents puts dead events back in their partner's queue with fresh attempts.
 	ReplayOutboxEvents(ctx context.Context, in *ReplayOutboxEventsRequest, opts ...grpc.CallOption) (*ReplayOutboxEventsResponse, error)
+	// CreateCampaign starts a co-branded campaign (active), or fails with ALREADY_EXISTS.
+	CreateCampaign(ctx context.Context, in *CreateCampaignRequest, opts ...grpc.CallOption) (*CreateCampaignResponse, error)
+	// GetCampaign reads a campaign with its budget left.
+	GetCampaign(ctx context.Context, in *GetCampaignRequest, opts ...grpc.CallOption) (*GetCampaignResponse, error)
+	// ListCampaigns lists campaigns by id.
+	ListCampaigns(ctx context.Context, in *ListCampaignsRequest, opts ...grpc.CallOption) (*ListCampaignsResponse, error)
+	// SetCampaignStatus pauses, resumes or ends a campaign; ended is final.
+	SetCampaignStatus(ctx context.Context, in *SetCampaignStatusRequest, opts ...grpc.CallOption) (*SetCampaignStatusResponse, error)
 }
 
 type adminServiceClient struct {
@@ -168,6 +180,46 @@ func (c *adminServiceClient) ReplayOutboxEvents(ctx context.Context, in *ReplayO
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateCampaign(ctx context.Context, in *CreateCampaignRequest, opts ...grpc.CallOption) (*CreateCampaignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateCampaignResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateCampaign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetCampaign(ctx context.Context, in *GetCampaignRequest, opts ...grpc.CallOption) (*GetCampaignResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCampaignResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetCampaign_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListCampaigns(ctx context.Context, in *ListCampaignsRequest, opts ...grpc.CallOption) (*ListCampaignsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCampaignsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListCampaigns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetCampaignStatus(ctx context.Context, in *SetCampaignStatusRequest, opts ...grpc.CallOption) (*SetCampaignStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCampaignStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetCampaignStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -195,6 +247,14 @@ type AdminServiceServer interface {
 	ListOutboxEvents(context.Context, *ListOutboxEventsRequest) (*ListOutboxEventsResponse, error)
 	// ReplayOutboxEvents puts dead events back in their partner's queue with fresh attempts.
 	ReplayOutboxEvents(context.Context, *ReplayOutboxEventsRequest) (*ReplayOutboxEventsResponse, error)
+	// CreateCampaign starts a co-branded campaign (active), or fails with ALREADY_EXISTS.
+	CreateCampaign(context.Context, *CreateCampaignRequest) (*CreateCampaignResponse, error)
+	// GetCampaign reads a campaign with its budget left.
+	GetCampaign(context.Context, *GetCampaignRequest) (*GetCampaignResponse, error)
+	// ListCampaigns lists campaigns by id.
+	ListCampaigns(context.Context, *ListCampaignsRequest) (*ListCampaignsResponse, error)
+	// SetCampaignStatus pauses, resumes or ends a campaign; ended is final.
+	SetCampaignStatus(context.Context, *SetCampaignStatusRequest) (*SetCampaignStatusResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -234,6 +294,18 @@ func (UnimplementedAdminServiceServer) ListOutboxEvents(context.Context, *ListOu
 }
 func (UnimplementedAdminServiceServer) ReplayOutboxEvents(context.Context, *ReplayOutboxEventsRequest) (*ReplayOutboxEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplayOutboxEvents not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateCampaign(context.Context, *CreateCampaignRequest) (*CreateCampaignResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCampaign not implemented")
+}
+func (UnimplementedAdminServiceServer) GetCampaign(context.Context, *GetCampaignRequest) (*GetCampaignResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCampaign not implemented")
+}
+func (UnimplementedAdminServiceServer) ListCampaigns(context.Context, *ListCampaignsRequest) (*ListCampaignsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCampaigns not implemented")
+}
+func (UnimplementedAdminServiceServer) SetCampaignStatus(context.Context, *SetCampaignStatusRequest) (*SetCampaignStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCampaignStatus not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -436,6 +508,78 @@ func _AdminService_ReplayOutboxEvents_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateCampaign_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCampaignRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateCampaign(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateCampaign_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateCampaign(ctx, req.(*CreateCampaignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetCampaign_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCampaignRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetCampaign(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetCampaign_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetCampaign(ctx, req.(*GetCampaignRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListCampaigns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCampaignsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListCampaigns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListCampaigns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListCampaigns(ctx, req.(*ListCampaignsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetCampaignStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCampaignStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetCampaignStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetCampaignStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetCampaignStatus(ctx, req.(*SetCampaignStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -482,6 +626,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplayOutboxEvents",
 			Handler:    _AdminService_ReplayOutboxEvents_Handler,
+		},
+		{
+			MethodName: "CreateCampaign",
+			Handler:    _AdminService_CreateCampaign_Handler,
+		},
+		{
+			MethodName: "GetCampaign",
+			Handler:    _AdminService_GetCampaign_Handler,
+		},
+		{
+			MethodName: "ListCampaigns",
+			Handler:    _AdminService_ListCampaigns_Handler,
+		},
+		{
+			MethodName: "SetCampaignStatus",
+			Handler:    _AdminService_SetCampaignStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

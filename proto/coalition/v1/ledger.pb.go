@@ -40,6 +40,10 @@ const (
 	TransactionKind_TRANSACTION_KIND_RELEASE TransactionKind = 5
 	// A reversal of an award, a redemption or a capture.
 	TransactionKind_TRANSACTION_KIND_REVERSAL TransactionKind = 6
+	// A campaign's bonus on an award, issued by the campaign (its own lot).
+	TransactionKind_TRANSACTION_KIND_BONUS TransactionKind = 7
+	// The part of a bonus taken back when its award is reversed.
+	TransactionKind_TRANSACTION_KIND_BONUS_REVERSAL TransactionKind = 8
 )
 
 // Enum value maps for TransactionKind.
@@ -52,15 +56,19 @@ var (
 		4: "TRANSACTION_KIND_CAPTURE",
 		5: "TRANSACTION_KIND_RELEASE",
 		6: "TRANSACTION_KIND_REVERSAL",
+		7: "TRANSACTION_KIND_BONUS",
+		8: "TRANSACTION_KIND_BONUS_REVERSAL",
 	}
 	TransactionKind_value = map[string]int32{
-		"TRANSACTION_KIND_UNSPECIFIED": 0,
-		"TRANSACTION_KIND_AWARD":       1,
-		"TRANSACTION_KIND_REDEEM":      2,
-		"TRANSACTION_KIND_AUTHORIZE":   3,
-		"TRANSACTION_KIND_CAPTURE":     4,
-		"TRANSACTION_KIND_RELEASE":     5,
-		"TRANSACTION_KIND_REVERSAL":    6,
+		"TRANSACTION_KIND_UNSPECIFIED":    0,
+		"TRANSACTION_KIND_AWARD":          1,
+		"TRANSACTION_KIND_REDEEM":         2,
+		"TRANSACTION_KIND_AUTHORIZE":      3,
+		"TRANSACTION_KIND_CAPTURE":        4,
+		"TRANSACTION_KIND_RELEASE":        5,
+		"TRANSACTION_KIND_REVERSAL":       6,
+		"TRANSACTION_KIND_BONUS":          7,
+		"TRANSACTION_KIND_BONUS_REVERSAL": 8,
 	}
 )
 
@@ -418,6 +426,70 @@ func (x *Balance) GetAvailable() int64 {
 	return 0
 }
 
+// Bonus is a campaign bonus applied to a member (or taken back) by its own transaction.
+type Bonus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign that funds it.
+	CampaignId string `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	// Bonus points.
+	Points int64 `protobuf:"varint,2,opt,name=points,proto3" json:"points,omitempty"`
+	// The bonus (or bonus reversal) transaction.
+	TransactionId string `protobuf:"bytes,3,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bonus) Reset() {
+	*x = Bonus{}
+	mi := &file_coalition_v1_ledger_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bonus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bonus) ProtoMessage() {}
+
+func (x *Bonus) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_ledger_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bonus.ProtoReflect.Descriptor instead.
+func (*Bonus) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_ledger_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Bonus) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *Bonus) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *Bonus) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
 // Hold is an authorized redemption.
 type Hold struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -439,7 +511,7 @@ type Hold struct {
 
 func (x *Hold) Reset() {
 	*x = Hold{}
-	mi := &file_coalition_v1_ledger_proto_msgTypes[2]
+	mi := &file_coalition_v1_ledger_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +523,7 @@ func (x *Hold) String() string {
 func (*Hold) ProtoMessage() {}
 
 func (x *Hold) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_ledger_proto_msgTypes[2]
+	mi := &file_coalition_v1_ledger_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +536,7 @@ func (x *Hold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hold.ProtoReflect.Descriptor instead.
 func (*Hold) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_ledger_proto_rawDescGZIP(), []int{2}
+	return file_coalition_v1_ledger_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Hold) GetId() string {
@@ -534,7 +606,12 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x16\n" +
 	"\x06posted\x18\x02 \x01(\x03R\x06posted\x12\x12\n" +
 	"\x04held\x18\x03 \x01(\x03R\x04held\x12\x1c\n" +
-	"\tavailable\x18\x04 \x01(\x03R\tavailable\"\xe1\x01\n" +
+	"\tavailable\x18\x04 \x01(\x03R\tavailable\"g\n" +
+	"\x05Bonus\x12\x1f\n" +
+	"\vcampaign_id\x18\x01 \x01(\tR\n" +
+	"campaignId\x12\x16\n" +
+	"\x06points\x18\x02 \x01(\x03R\x06points\x12%\n" +
+	"\x0etransaction_id\x18\x03 \x01(\tR\rtransactionId\"\xe1\x01\n" +
 	"\x04Hold\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x16\n" +
@@ -542,7 +619,7 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"\x0fcaptured_points\x18\x04 \x01(\x03R\x0ecapturedPoints\x120\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x18.coalition.v1.HoldStatusR\x06status\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xe7\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xa8\x02\n" +
 	"\x0fTransactionKind\x12 \n" +
 	"\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TRANSACTION_KIND_AWARD\x10\x01\x12\x1b\n" +
@@ -550,7 +627,9 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"\x1aTRANSACTION_KIND_AUTHORIZE\x10\x03\x12\x1c\n" +
 	"\x18TRANSACTION_KIND_CAPTURE\x10\x04\x12\x1c\n" +
 	"\x18TRANSACTION_KIND_RELEASE\x10\x05\x12\x1d\n" +
-	"\x19TRANSACTION_KIND_REVERSAL\x10\x06*\xa2\x01\n" +
+	"\x19TRANSACTION_KIND_REVERSAL\x10\x06\x12\x1a\n" +
+	"\x16TRANSACTION_KIND_BONUS\x10\a\x12#\n" +
+	"\x1fTRANSACTION_KIND_BONUS_REVERSAL\x10\b*\xa2\x01\n" +
 	"\x11TransactionStatus\x12\"\n" +
 	"\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSACTION_STATUS_POSTED\x10\x01\x12)\n" +
@@ -577,22 +656,23 @@ func file_coalition_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_coalition_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_coalition_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_coalition_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_coalition_v1_ledger_proto_goTypes = []any{
 	(TransactionKind)(0),          // 0: coalition.v1.TransactionKind
 	(TransactionStatus)(0),        // 1: coalition.v1.TransactionStatus
 	(HoldStatus)(0),               // 2: coalition.v1.HoldStatus
 	(*Transaction)(nil),           // 3: coalition.v1.Transaction
 	(*Balance)(nil),               // 4: coalition.v1.Balance
-	(*Hold)(nil),                  // 5: coalition.v1.Hold
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Bonus)(nil),                 // 5: coalition.v1.Bonus
+	(*Hold)(nil),                  // 6: coalition.v1.Hold
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_coalition_v1_ledger_proto_depIdxs = []int32{
 	0, // 0: coalition.v1.Transaction.kind:type_name -> coalition.v1.TransactionKind
 	1, // 1: coalition.v1.Transaction.status:type_name -> coalition.v1.TransactionStatus
-	6, // 2: coalition.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
+	7, // 2: coalition.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
 	2, // 3: coalition.v1.Hold.status:type_name -> coalition.v1.HoldStatus
-	6, // 4: coalition.v1.Hold.expires_at:type_name -> google.protobuf.Timestamp
+	7, // 4: coalition.v1.Hold.expires_at:type_name -> google.protobuf.Timestamp
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -611,7 +691,7 @@ func file_coalition_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_ledger_proto_rawDesc), len(file_coalition_v1_ledger_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

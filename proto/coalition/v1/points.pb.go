@@ -119,10 +119,12 @@ type AwardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The award transaction.
 	Transaction *Transaction `protobuf:"bytes,1,opt,name=transaction,proto3" json:"transaction,omitempty"`
-	// The member's balance right after the award.
+	// The member's balance right after the award, bonuses included.
 	Balance *Balance `protobuf:"bytes,2,opt,name=balance,proto3" json:"balance,omitempty"`
 	// True when this response was returned from the idempotency record.
-	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The campaign bonuses the award earned, each its own transaction and lot.
+	Bonuses       []*Bonus `protobuf:"bytes,4,rep,name=bonuses,proto3" json:"bonuses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +178,13 @@ func (x *AwardResponse) GetReplayed() bool {
 		return x.Replayed
 	}
 	return false
+}
+
+func (x *AwardResponse) GetBonuses() []*Bonus {
+	if x != nil {
+		return x.Bonuses
+	}
+	return nil
 }
 
 // RedeemRequest spends points at the caller.
@@ -813,10 +822,12 @@ type ReverseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The reversal transaction.
 	Transaction *Transaction `protobuf:"bytes,1,opt,name=transaction,proto3" json:"transaction,omitempty"`
-	// The member's balance right after the reversal.
+	// The member's balance right after the reversal, bonuses taken back included.
 	Balance *Balance `protobuf:"bytes,2,opt,name=balance,proto3" json:"balance,omitempty"`
 	// True when this response was returned from the idempotency record.
-	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The campaign bonuses of a reversed award taken back with it, in proportion.
+	Bonuses       []*Bonus `protobuf:"bytes,4,rep,name=bonuses,proto3" json:"bonuses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +881,13 @@ func (x *ReverseResponse) GetReplayed() bool {
 		return x.Replayed
 	}
 	return false
+}
+
+func (x *ReverseResponse) GetBonuses() []*Bonus {
+	if x != nil {
+		return x.Bonuses
+	}
+	return nil
 }
 
 // GetBalanceRequest names a member.
@@ -1098,11 +1116,12 @@ const file_coalition_v1_points_proto_rawDesc = "" +
 	"\bmetadata\x18\x06 \x03(\v2(.coalition.v1.AwardRequest.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x01\n" +
 	"\rAwardResponse\x12;\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x19.coalition.v1.TransactionR\vtransaction\x12/\n" +
 	"\abalance\x18\x02 \x01(\v2\x15.coalition.v1.BalanceR\abalance\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed\"\x8b\x01\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\x12-\n" +
+	"\abonuses\x18\x04 \x03(\v2\x13.coalition.v1.BonusR\abonuses\"\x8b\x01\n" +
 	"\rRedeemRequest\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x16\n" +
@@ -1144,11 +1163,12 @@ const file_coalition_v1_points_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12%\n" +
 	"\x0etransaction_id\x18\x02 \x01(\tR\rtransactionId\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x03R\x06points\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x9b\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xca\x01\n" +
 	"\x0fReverseResponse\x12;\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x19.coalition.v1.TransactionR\vtransaction\x12/\n" +
 	"\abalance\x18\x02 \x01(\v2\x15.coalition.v1.BalanceR\abalance\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed\"0\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\x12-\n" +
+	"\abonuses\x18\x04 \x03(\v2\x13.coalition.v1.BonusR\abonuses\"0\n" +
 	"\x11GetBalanceRequest\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"E\n" +
 	"\x12GetBalanceResponse\x12/\n" +
@@ -1206,51 +1226,54 @@ var file_coalition_v1_points_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),       // 17: google.protobuf.Timestamp
 	(*Transaction)(nil),                 // 18: coalition.v1.Transaction
 	(*Balance)(nil),                     // 19: coalition.v1.Balance
-	(*durationpb.Duration)(nil),         // 20: google.protobuf.Duration
-	(*Hold)(nil),                        // 21: coalition.v1.Hold
+	(*Bonus)(nil),                       // 20: coalition.v1.Bonus
+	(*durationpb.Duration)(nil),         // 21: google.protobuf.Duration
+	(*Hold)(nil),                        // 22: coalition.v1.Hold
 }
 var file_coalition_v1_points_proto_depIdxs = []int32{
 	17, // 0: coalition.v1.AwardRequest.occurred_at:type_name -> google.protobuf.Timestamp
 	16, // 1: coalition.v1.AwardRequest.metadata:type_name -> coalition.v1.AwardRequest.MetadataEntry
 	18, // 2: coalition.v1.AwardResponse.transaction:type_name -> coalition.v1.Transaction
 	19, // 3: coalition.v1.AwardResponse.balance:type_name -> coalition.v1.Balance
-	18, // 4: coalition.v1.RedeemResponse.transaction:type_name -> coalition.v1.Transaction
-	19, // 5: coalition.v1.RedeemResponse.balance:type_name -> coalition.v1.Balance
-	20, // 6: coalition.v1.AuthorizeRedemptionRequest.hold_ttl:type_name -> google.protobuf.Duration
-	18, // 7: coalition.v1.AuthorizeRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
-	19, // 8: coalition.v1.AuthorizeRedemptionResponse.balance:type_name -> coalition.v1.Balance
-	21, // 9: coalition.v1.AuthorizeRedemptionResponse.hold:type_name -> coalition.v1.Hold
-	18, // 10: coalition.v1.CaptureRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
-	19, // 11: coalition.v1.CaptureRedemptionResponse.balance:type_name -> coalition.v1.Balance
-	21, // 12: coalition.v1.CaptureRedemptionResponse.hold:type_name -> coalition.v1.Hold
-	18, // 13: coalition.v1.VoidRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
-	19, // 14: coalition.v1.VoidRedemptionResponse.balance:type_name -> coalition.v1.Balance
-	21, // 15: coalition.v1.VoidRedemptionResponse.hold:type_name -> coalition.v1.Hold
-	18, // 16: coalition.v1.ReverseResponse.transaction:type_name -> coalition.v1.Transaction
-	19, // 17: coalition.v1.ReverseResponse.balance:type_name -> coalition.v1.Balance
-	19, // 18: coalition.v1.GetBalanceResponse.balance:type_name -> coalition.v1.Balance
-	18, // 19: coalition.v1.ListTransactionsResponse.transactions:type_name -> coalition.v1.Transaction
-	0,  // 20: coalition.v1.PointsService.Award:input_type -> coalition.v1.AwardRequest
-	2,  // 21: coalition.v1.PointsService.Redeem:input_type -> coalition.v1.RedeemRequest
-	4,  // 22: coalition.v1.PointsService.AuthorizeRedemption:input_type -> coalition.v1.AuthorizeRedemptionRequest
-	6,  // 23: coalition.v1.PointsService.CaptureRedemption:input_type -> coalition.v1.CaptureRedemptionRequest
-	8,  // 24: coalition.v1.PointsService.VoidRedemption:input_type -> coalition.v1.VoidRedemptionRequest
-	10, // 25: coalition.v1.PointsService.Reverse:input_type -> coalition.v1.ReverseRequest
-	12, // 26: coalition.v1.PointsService.GetBalance:input_type -> coalition.v1.GetBalanceRequest
-	14, // 27: coalition.v1.PointsService.ListTransactions:input_type -> coalition.v1.ListTransactionsRequest
-	1,  // 28: coalition.v1.PointsService.Award:output_type -> coalition.v1.AwardResponse
-	3,  // 29: coalition.v1.PointsService.Redeem:output_type -> coalition.v1.RedeemResponse
-	5,  // 30: coalition.v1.PointsService.AuthorizeRedemption:output_type -> coalition.v1.AuthorizeRedemptionResponse
-	7,  // 31: coalition.v1.PointsService.CaptureRedemption:output_type -> coalition.v1.CaptureRedemptionResponse
-	9,  // 32: coalition.v1.PointsService.VoidRedemption:output_type -> coalition.v1.VoidRedemptionResponse
-	11, // 33: coalition.v1.PointsService.Reverse:output_type -> coalition.v1.ReverseResponse
-	13, // 34: coalition.v1.PointsService.GetBalance:output_type -> coalition.v1.GetBalanceResponse
-	15, // 35: coalition.v1.PointsService.ListTransactions:output_type -> coalition.v1.ListTransactionsResponse
-	28, // [28:36] is the sub-list for method output_type
-	20, // [20:28] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	20, // 4: coalition.v1.AwardResponse.bonuses:type_name -> coalition.v1.Bonus
+	18, // 5: coalition.v1.RedeemResponse.transaction:type_name -> coalition.v1.Transaction
+	19, // 6: coalition.v1.RedeemResponse.balance:type_name -> coalition.v1.Balance
+	21, // 7: coalition.v1.AuthorizeRedemptionRequest.hold_ttl:type_name -> google.protobuf.Duration
+	18, // 8: coalition.v1.AuthorizeRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
+	19, // 9: coalition.v1.AuthorizeRedemptionResponse.balance:type_name -> coalition.v1.Balance
+	22, // 10: coalition.v1.AuthorizeRedemptionResponse.hold:type_name -> coalition.v1.Hold
+	18, // 11: coalition.v1.CaptureRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
+	19, // 12: coalition.v1.CaptureRedemptionResponse.balance:type_name -> coalition.v1.Balance
+	22, // 13: coalition.v1.CaptureRedemptionResponse.hold:type_name -> coalition.v1.Hold
+	18, // 14: coalition.v1.VoidRedemptionResponse.transaction:type_name -> coalition.v1.Transaction
+	19, // 15: coalition.v1.VoidRedemptionResponse.balance:type_name -> coalition.v1.Balance
+	22, // 16: coalition.v1.VoidRedemptionResponse.hold:type_name -> coalition.v1.Hold
+	18, // 17: coalition.v1.ReverseResponse.transaction:type_name -> coalition.v1.Transaction
+	19, // 18: coalition.v1.ReverseResponse.balance:type_name -> coalition.v1.Balance
+	20, // 19: coalition.v1.ReverseResponse.bonuses:type_name -> coalition.v1.Bonus
+	19, // 20: coalition.v1.GetBalanceResponse.balance:type_name -> coalition.v1.Balance
+	18, // 21: coalition.v1.ListTransactionsResponse.transactions:type_name -> coalition.v1.Transaction
+	0,  // 22: coalition.v1.PointsService.Award:input_type -> coalition.v1.AwardRequest
+	2,  // 23: coalition.v1.PointsService.Redeem:input_type -> coalition.v1.RedeemRequest
+	4,  // 24: coalition.v1.PointsService.AuthorizeRedemption:input_type -> coalition.v1.AuthorizeRedemptionRequest
+	6,  // 25: coalition.v1.PointsService.CaptureRedemption:input_type -> coalition.v1.CaptureRedemptionRequest
+	8,  // 26: coalition.v1.PointsService.VoidRedemption:input_type -> coalition.v1.VoidRedemptionRequest
+	10, // 27: coalition.v1.PointsService.Reverse:input_type -> coalition.v1.ReverseRequest
+	12, // 28: coalition.v1.PointsService.GetBalance:input_type -> coalition.v1.GetBalanceRequest
+	14, // 29: coalition.v1.PointsService.ListTransactions:input_type -> coalition.v1.ListTransactionsRequest
+	1,  // 30: coalition.v1.PointsService.Award:output_type -> coalition.v1.AwardResponse
+	3,  // 31: coalition.v1.PointsService.Redeem:output_type -> coalition.v1.RedeemResponse
+	5,  // 32: coalition.v1.PointsService.AuthorizeRedemption:output_type -> coalition.v1.AuthorizeRedemptionResponse
+	7,  // 33: coalition.v1.PointsService.CaptureRedemption:output_type -> coalition.v1.CaptureRedemptionResponse
+	9,  // 34: coalition.v1.PointsService.VoidRedemption:output_type -> coalition.v1.VoidRedemptionResponse
+	11, // 35: coalition.v1.PointsService.Reverse:output_type -> coalition.v1.ReverseResponse
+	13, // 36: coalition.v1.PointsService.GetBalance:output_type -> coalition.v1.GetBalanceResponse
+	15, // 37: coalition.v1.PointsService.ListTransactions:output_type -> coalition.v1.ListTransactionsResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_points_proto_init() }
