@@ -65,7 +65,8 @@ func seedDemo(ctx context.Context, store *sqlstore.Store) error {
 
 // devIdentities are the client certificates `coalition dev` writes.
 func devIdentities() []devca.Identity {
-	ids := []devca.Identity{{Role: "finance", Name: "finance", File: "finance"}, {Role: "operator", Name: "operator", File: "operator"}}
+	ids := []devca.Identity{{Role: "finance", Name: "finance", File: "finance"}, {Role: "operator", Name: "operator", File: "operator"},
+		{Role: "operator", Name: "gateway-client", File: "gateway-client"}} // our identity in calls to partners
 	for _, p := range demoPartners {
 		ids = append(ids, devca.Identity{Role: "partner", Name: p.ID, File: "partner-" + p.ID})
 	}
@@ -179,6 +180,7 @@ func serveDev(ctx context.Context, e *env, o devOptions, dir string, db *localpg
 		return fmt.Errorf("statement signing key: %w", err)
 	}
 	o.signer = signer
+	o.outbound.useDevCerts(certDir)
 	return runGateway(ctx, o.gatewayOptions, pool, certs, log, func(ctx context.Context, grpcAddr, httpAddr string) error {
 		printReady(e.stdout, grpcAddr, httpAddr, certDir)
 		if !o.tour {

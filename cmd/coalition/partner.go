@@ -26,6 +26,7 @@ func newPartnerCmd(e *env) *cobra.Command {
 	}
 	cmd.AddCommand(newPartnerSignCSRCmd(e), newPartnerIssueCertCmd(e))
 	cmd.AddCommand(partnerAdminCommands(e)...)
+	cmd.AddCommand(newPartnerConfigureCmd(e)) // issue 4: endpoint, timeouts, ratio, events
 	return cmd
 }
 

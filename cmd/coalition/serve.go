@@ -35,12 +35,12 @@ type gatewayOptions struct {
 	maxConns          int32
 	logFormat         string
 	safetyLag         time.Duration
-	// expiry: lot lifetime and the expiry sweeper (expiry.go).
-	expiry expiryOptions
 	// signer signs published statements (set by the command, not a flag); nil: unsigned.
 	signer settlement.StatementSigner
 	// tracerProvider traces RPCs (set by the command, not a flag); nil means no tracing.
 	tracerProvider trace.TracerProvider
+	// outbound configures calls to partner systems (partner_calls.go).
+	outbound outboundOptions
 }
 
 func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string, reflection bool) {
@@ -55,7 +55,7 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
-	o.expiry.register(f)
+	o.outbound.register(f)
 }
 
 // readyFunc is called once the listeners are bound, with their actual addresses.
@@ -65,7 +65,7 @@ type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
 // graceful stop bounded by shutdownTimeout, then a hard stop.
 func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
 	var metrics *gateway.Metrics
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, Runner: sqlstore.RunnerConfig{
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, Runner: sqlstore.RunnerConfig{
 		OnRetry: func(int, error) {
 			if metrics != nil {
 				metrics.TxnRetries.Inc()
@@ -79,7 +79,12 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 	if err != nil {
 		return err
 	}
-	srv, err := gateway.New(gateway.Config{Ledger: ledger, Partners: store, Certs: certs, Ready: ready(store.Ping, o.certsReady), Admin: store, Settlements: store, SettlementSafetyLag: o.safetyLag, Signer: o.signer,
+	calls, err := newPartnerCalls(o.outbound, store, ledger, log)
+	if err != nil {
+		return err
+	}
+	srv, err := gateway.New(gateway.Config{Registry: calls.metrics, Exchanges: calls.exchanges(), Outbound: store, Breakers: calls.breakers,
+		Ledger: ledger, Partners: store, Certs: certs, Ready: ready(store.Ping, o.certsReady), Admin: store, Settlements: store, SettlementSafetyLag: o.safetyLag, Signer: o.signer,
 		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log,
 		TracerProvider: o.tracerProvider})
 	if err != nil {
@@ -105,7 +110,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 		return nil
 	})
 	g.Go(func() error { return ledger.RunHoldSweeper(gctx, o.holdSweepInterval) })
-	g.Go(func() error { return runExpirySweeper(gctx, o.expiry, store, srv.Metrics, log) })
+	g.Go(func() error { return calls.run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "drain_timeout", o.shutdownTimeout.String())
@@ -140,6 +145,7 @@ func newServeCmd(e *env) *cobra.Command {
 				return err
 			}
 			o.certsReady = rt.readyFunc()
+			o.outbound.useVault(rt)
 			if o.signer, err = statementSigner(rt, signingKey); err != nil {
 				return err
 			}
