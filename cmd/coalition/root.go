@@ -34,6 +34,7 @@ func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Com
 		newPartnerCmd(e), newSettleCmd(e), newReportCmd(e), newReconCmd(e),
 		newBenchSettlementCmd(e))
 	root.AddCommand(newBenchCmd(e), newSoakCmd(e), newVerifyCmd(e)) // issue 6: load, correctness under faults, invariants
+	root.AddCommand(newCampaignCmd(e))                              // issue 7: co-branded campaigns
 	// issue 4: partner calls
 	root.AddCommand(newOutboxCmd(e), newPartnerSimCmd(e))
 	return root
