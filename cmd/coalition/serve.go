@@ -35,6 +35,8 @@ type gatewayOptions struct {
 	maxConns          int32
 	logFormat         string
 	safetyLag         time.Duration
+	// expiry: lot lifetime and the expiry sweeper (expiry.go).
+	expiry expiryOptions
 	// signer signs published statements (set by the command, not a flag); nil: unsigned.
 	signer settlement.StatementSigner
 	// tracerProvider traces RPCs (set by the command, not a flag); nil means no tracing.
@@ -56,6 +58,7 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
 	o.outbound.register(f)
+	o.expiry.register(f)
 }
 
 // readyFunc is called once the listeners are bound, with their actual addresses.
@@ -65,7 +68,7 @@ type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
 // graceful stop bounded by shutdownTimeout, then a hard stop.
 func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
 	var metrics *gateway.Metrics
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, Runner: sqlstore.RunnerConfig{
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, Runner: sqlstore.RunnerConfig{
 		OnRetry: func(int, error) {
 			if metrics != nil {
 				metrics.TxnRetries.Inc()
@@ -111,6 +114,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 	})
 	g.Go(func() error { return ledger.RunHoldSweeper(gctx, o.holdSweepInterval) })
 	g.Go(func() error { return calls.run(gctx) })
+	g.Go(func() error { return runExpirySweeper(gctx, o.expiry, store, srv.Metrics, log) })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "drain_timeout", o.shutdownTimeout.String())
