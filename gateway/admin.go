@@ -141,6 +141,13 @@ func termsFromProto(p *coalitionv1.PriceTerms) (settlement.PriceTerms, error) {
 	parse("terms.issue_price", p.GetIssuePrice(), &t.IssuePrice)
 	parse("terms.reimbursement_rate", p.GetReimbursementRate(), &t.ReimbursementRate)
 	parse("terms.breakage_share", share, &t.BreakageShare)
+	if v := p.GetMaxOutstandingValue(); v != "" {
+		var limit apdDecimal
+		parse("terms.max_outstanding_value", v, &limit)
+		t.Limits.MaxOutstandingValue = &limit
+	}
+	t.Limits.MaxPointsPerTransaction = p.GetMaxPointsPerTransaction()
+	t.Limits.MaxPointsPerMemberDay = p.GetMaxPointsPerMemberDay()
 	if len(bad.Violations) > 0 {
 		return t, &bad
 	}
@@ -148,9 +155,14 @@ func termsFromProto(p *coalitionv1.PriceTerms) (settlement.PriceTerms, error) {
 }
 
 func termsToProto(t settlement.PriceTerms) *coalitionv1.PriceTerms {
-	return &coalitionv1.PriceTerms{
+	out := &coalitionv1.PriceTerms{
 		PartnerId: t.PartnerID, Version: t.Version, EffectiveAt: timestamppb.New(t.EffectiveAt),
 		IssuePrice: decimalText(t.IssuePrice), ReimbursementRate: decimalText(t.ReimbursementRate), FeeBps: t.FeeBps,
 		Currency: t.Currency, BreakageShare: decimalText(t.BreakageShare),
+		MaxPointsPerTransaction: t.Limits.MaxPointsPerTransaction, MaxPointsPerMemberDay: t.Limits.MaxPointsPerMemberDay,
 	}
+	if m := t.Limits.MaxOutstandingValue; m != nil {
+		out.MaxOutstandingValue = decimalText(*m)
+	}
+	return out
 }

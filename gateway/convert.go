@@ -21,6 +21,7 @@ var kindToProto = map[settlement.Kind]coalitionv1.TransactionKind{
 	settlement.KindReversal:      coalitionv1.TransactionKind_TRANSACTION_KIND_REVERSAL,
 	settlement.KindBonus:         coalitionv1.TransactionKind_TRANSACTION_KIND_BONUS,
 	settlement.KindBonusReversal: coalitionv1.TransactionKind_TRANSACTION_KIND_BONUS_REVERSAL,
+	settlement.KindExpiry:        coalitionv1.TransactionKind_TRANSACTION_KIND_EXPIRY,
 }
 
 var statusToProto = map[settlement.TxnStatus]coalitionv1.TransactionStatus{
@@ -53,7 +54,7 @@ func transactionToProto(t settlement.Transaction) *coalitionv1.Transaction {
 }
 
 func balanceToProto(b settlement.Balance) *coalitionv1.Balance {
-	return &coalitionv1.Balance{MemberId: b.MemberID, Posted: b.Posted, Held: b.Held, Available: b.Available()}
+	return &coalitionv1.Balance{MemberId: b.MemberID, Posted: b.Posted, Held: b.Held, Available: b.Available(), ExpiringSoon: b.ExpiringSoon}
 }
 
 func holdToProto(h *settlement.Hold) *coalitionv1.Hold {

@@ -27,6 +27,7 @@ type Settlements interface {
 	Reconcile(ctx context.Context, runID int64, partnerID string) ([]settlement.ReconItem, error)
 	StatementSignature(ctx context.Context, runID int64, partnerID string) (settlement.Signature, bool, error)
 	SaveStatementSignature(ctx context.Context, runID int64, partnerID string, sig settlement.Signature, now time.Time) (settlement.Signature, error)
+	Liability(ctx context.Context, at time.Time) (settlement.LiabilityReport, error)
 }
 
 // settlementService implements coalitionv1.SettlementServiceServer for finance.
@@ -195,6 +196,9 @@ func runToProto(rec settlement.RunRecord) *coalitionv1.Run {
 
 // ExportReport renders a report with the settlement package's renderers.
 func (s *settlementService) ExportReport(ctx context.Context, req *coalitionv1.ExportReportRequest) (*coalitionv1.ExportReportResponse, error) {
+	if req.GetKind() == coalitionv1.ReportKind_REPORT_KIND_LIABILITY {
+		return s.liability(ctx, req)
+	}
 	rec, err := s.store.Run(ctx, req.GetRunId())
 	if err != nil {
 		return nil, err
@@ -358,4 +362,23 @@ func (s *settlementService) GetReconciliation(ctx context.Context, req *coalitio
 		}
 	}
 	return resp, nil
+}
+
+// liability renders outstanding points by issuer and age at req.At (default now).
+func (s *settlementService) liability(ctx context.Context, req *coalitionv1.ExportReportRequest) (*coalitionv1.ExportReportResponse, error) {
+	at := s.now()
+	if req.GetAt() != nil {
+		if err := req.GetAt().CheckValid(); err != nil {
+			return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "at", Description: "must be a valid timestamp"}}}
+		}
+		at = req.GetAt().AsTime()
+	}
+	rep, err := s.store.Liability(ctx, at)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetFormat() == coalitionv1.ReportFormat_REPORT_FORMAT_JSON {
+		return &coalitionv1.ExportReportResponse{Content: settlement.LiabilityJSON(rep), ContentType: "application/json"}, nil
+	}
+	return &coalitionv1.ExportReportResponse{Content: settlement.LiabilityCSV(rep), ContentType: "text/csv"}, nil
 }

@@ -127,6 +127,9 @@ func newTermsCmd(e *env) *cobra.Command {
 	f.StringVar(&t.Currency, "currency", "EUR", "settlement currency (ISO 4217)")
 	f.StringVar(&t.BreakageShare, "breakage-share", "0", "share of breakage returned to the issuer (0-1)")
 	f.StringVar(&effective, "effective-at", "", "when the version takes effect (default now; never in the past)")
+	f.StringVar(&t.MaxOutstandingValue, "max-outstanding-value", "", "exposure limit: value issued and not yet settled, in the currency (empty: none)")
+	f.Int64Var(&t.MaxPointsPerTransaction, "max-points-per-transaction", 0, "exposure limit: points of one award (0: none)")
+	f.Int64Var(&t.MaxPointsPerMemberDay, "max-points-per-member-day", 0, "exposure limit: points awarded to one member per UTC day (0: none)")
 	for _, name := range []string{"partner", "issue-price", "reimbursement-rate"} {
 		_ = set.MarkFlagRequired(name)
 	}
@@ -154,9 +157,10 @@ func newTermsCmd(e *env) *cobra.Command {
 }
 
 func printTerms(e *env, terms []*coalitionv1.PriceTerms) {
-	fmt.Fprintln(e.stdout, "partner,version,effective_at,issue_price,reimbursement_rate,fee_bps,currency,breakage_share")
+	fmt.Fprintln(e.stdout, "partner,version,effective_at,issue_price,reimbursement_rate,fee_bps,currency,breakage_share,max_outstanding_value,max_points_per_transaction,max_points_per_member_day")
 	for _, t := range terms {
-		fmt.Fprintf(e.stdout, "%s,%d,%s,%s,%s,%d,%s,%s\n", t.GetPartnerId(), t.GetVersion(), t.GetEffectiveAt().AsTime().Format(time.RFC3339),
-			t.GetIssuePrice(), t.GetReimbursementRate(), t.GetFeeBps(), t.GetCurrency(), t.GetBreakageShare())
+		fmt.Fprintf(e.stdout, "%s,%d,%s,%s,%s,%d,%s,%s,%s,%d,%d\n", t.GetPartnerId(), t.GetVersion(), t.GetEffectiveAt().AsTime().Format(time.RFC3339),
+			t.GetIssuePrice(), t.GetReimbursementRate(), t.GetFeeBps(), t.GetCurrency(), t.GetBreakageShare(),
+			t.GetMaxOutstandingValue(), t.GetMaxPointsPerTransaction(), t.GetMaxPointsPerMemberDay())
 	}
 }

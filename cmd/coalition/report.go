@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
 )
@@ -28,6 +30,7 @@ func newReportCmd(e *env) *cobra.Command {
 		newReportKindCmd(e, "matrix", "The bilateral matrix M[issuer][redeemer] of a run", coalitionv1.ReportKind_REPORT_KIND_MATRIX, false),
 		newReportKindCmd(e, "recon", "Reconciliation exceptions and matches of a partner", coalitionv1.ReportKind_REPORT_KIND_RECONCILIATION, true),
 		newReportVerifyCmd(e),
+		newReportLiabilityCmd(e),
 	)
 	return cmd
 }
@@ -115,5 +118,48 @@ func newReportVerifyCmd(e *env) *cobra.Command {
 		},
 	}
 	o.register(cmd, true)
+	return cmd
+}
+
+func newReportLiabilityCmd(e *env) *cobra.Command {
+	var o clientOptions
+	var at, format, out string
+	cmd := &cobra.Command{
+		Use:   "liability [--at RFC3339]",
+		Short: "Outstanding points by issuer and age bucket, expiring soon, and their value at issue prices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &coalitionv1.ExportReportRequest{Kind: coalitionv1.ReportKind_REPORT_KIND_LIABILITY, Format: coalitionv1.ReportFormat_REPORT_FORMAT_CSV}
+			switch format {
+			case "csv":
+			case "json":
+				req.Format = coalitionv1.ReportFormat_REPORT_FORMAT_JSON
+			default:
+				return fmt.Errorf("--format %q: want csv or json", format)
+			}
+			if at != "" {
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return fmt.Errorf("--at %q is not an RFC 3339 time: %w", at, err)
+				}
+				req.At = timestamppb.New(t)
+			}
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewSettlementServiceClient(conn).ExportReport(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				if out == "" {
+					_, err = e.stdout.Write(resp.GetContent())
+					return err
+				}
+				return os.WriteFile(out, resp.GetContent(), 0o644)
+			})
+		},
+	}
+	o.register(cmd, "finance")
+	cmd.Flags().StringVar(&at, "at", "", "when to take the report (default now)")
+	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file instead of standard output")
 	return cmd
 }

@@ -501,8 +501,14 @@ type PriceTerms struct {
 	Currency string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Share of breakage returned to the issuer, as a decimal fraction 0-1 (default "0").
 	BreakageShare string `protobuf:"bytes,8,opt,name=breakage_share,json=breakageShare,proto3" json:"breakage_share,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Exposure limit: value (points × issue price) issued and not yet settled; empty = none.
+	MaxOutstandingValue string `protobuf:"bytes,9,opt,name=max_outstanding_value,json=maxOutstandingValue,proto3" json:"max_outstanding_value,omitempty"`
+	// Exposure limit: points of one award; 0 = none.
+	MaxPointsPerTransaction int64 `protobuf:"varint,10,opt,name=max_points_per_transaction,json=maxPointsPerTransaction,proto3" json:"max_points_per_transaction,omitempty"`
+	// Exposure limit: points awarded to one member per UTC day; 0 = none.
+	MaxPointsPerMemberDay int64 `protobuf:"varint,11,opt,name=max_points_per_member_day,json=maxPointsPerMemberDay,proto3" json:"max_points_per_member_day,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *PriceTerms) Reset() {
@@ -589,6 +595,27 @@ func (x *PriceTerms) GetBreakageShare() string {
 		return x.BreakageShare
 	}
 	return ""
+}
+
+func (x *PriceTerms) GetMaxOutstandingValue() string {
+	if x != nil {
+		return x.MaxOutstandingValue
+	}
+	return ""
+}
+
+func (x *PriceTerms) GetMaxPointsPerTransaction() int64 {
+	if x != nil {
+		return x.MaxPointsPerTransaction
+	}
+	return 0
+}
+
+func (x *PriceTerms) GetMaxPointsPerMemberDay() int64 {
+	if x != nil {
+		return x.MaxPointsPerMemberDay
+	}
+	return 0
 }
 
 // SetPriceTermsRequest adds a version for terms.partner_id; the server assigns terms.version.
@@ -2180,7 +2207,7 @@ const file_coalition_v1_admin_proto_rawDesc = "" +
 	"\apartner\x18\x01 \x01(\v2\x15.coalition.v1.PartnerR\apartner\"\x15\n" +
 	"\x13ListPartnersRequest\"I\n" +
 	"\x14ListPartnersResponse\x121\n" +
-	"\bpartners\x18\x01 \x03(\v2\x15.coalition.v1.PartnerR\bpartners\"\xb0\x02\n" +
+	"\bpartners\x18\x01 \x03(\v2\x15.coalition.v1.PartnerR\bpartners\"\xdb\x03\n" +
 	"\n" +
 	"PriceTerms\x12\x1d\n" +
 	"\n" +
@@ -2192,7 +2219,11 @@ const file_coalition_v1_admin_proto_rawDesc = "" +
 	"\x12reimbursement_rate\x18\x05 \x01(\tR\x11reimbursementRate\x12\x17\n" +
 	"\afee_bps\x18\x06 \x01(\x03R\x06feeBps\x12\x1a\n" +
 	"\bcurrency\x18\a \x01(\tR\bcurrency\x12%\n" +
-	"\x0ebreakage_share\x18\b \x01(\tR\rbreakageShare\"F\n" +
+	"\x0ebreakage_share\x18\b \x01(\tR\rbreakageShare\x122\n" +
+	"\x15max_outstanding_value\x18\t \x01(\tR\x13maxOutstandingValue\x12;\n" +
+	"\x1amax_points_per_transaction\x18\n" +
+	" \x01(\x03R\x17maxPointsPerTransaction\x128\n" +
+	"\x19max_points_per_member_day\x18\v \x01(\x03R\x15maxPointsPerMemberDay\"F\n" +
 	"\x14SetPriceTermsRequest\x12.\n" +
 	"\x05terms\x18\x01 \x01(\v2\x18.coalition.v1.PriceTermsR\x05terms\"G\n" +
 	"\x15SetPriceTermsResponse\x12.\n" +

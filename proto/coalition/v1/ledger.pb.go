@@ -44,6 +44,8 @@ const (
 	TransactionKind_TRANSACTION_KIND_BONUS TransactionKind = 7
 	// The part of a bonus taken back when its award is reversed.
 	TransactionKind_TRANSACTION_KIND_BONUS_REVERSAL TransactionKind = 8
+	// Points of a lot that reached its expiry, moved to breakage.
+	TransactionKind_TRANSACTION_KIND_EXPIRY TransactionKind = 9
 )
 
 // Enum value maps for TransactionKind.
@@ -58,6 +60,7 @@ var (
 		6: "TRANSACTION_KIND_REVERSAL",
 		7: "TRANSACTION_KIND_BONUS",
 		8: "TRANSACTION_KIND_BONUS_REVERSAL",
+		9: "TRANSACTION_KIND_EXPIRY",
 	}
 	TransactionKind_value = map[string]int32{
 		"TRANSACTION_KIND_UNSPECIFIED":    0,
@@ -69,6 +72,7 @@ var (
 		"TRANSACTION_KIND_REVERSAL":       6,
 		"TRANSACTION_KIND_BONUS":          7,
 		"TRANSACTION_KIND_BONUS_REVERSAL": 8,
+		"TRANSACTION_KIND_EXPIRY":         9,
 	}
 )
 
@@ -363,7 +367,9 @@ type Balance struct {
 	// Points reserved by open holds.
 	Held int64 `protobuf:"varint,3,opt,name=held,proto3" json:"held,omitempty"`
 	// posted - held: what can be redeemed or held now.
-	Available     int64 `protobuf:"varint,4,opt,name=available,proto3" json:"available,omitempty"`
+	Available int64 `protobuf:"varint,4,opt,name=available,proto3" json:"available,omitempty"`
+	// Of posted, points expiring within the next 30 days (GetBalance only).
+	ExpiringSoon  int64 `protobuf:"varint,5,opt,name=expiring_soon,json=expiringSoon,proto3" json:"expiring_soon,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +428,13 @@ func (x *Balance) GetHeld() int64 {
 func (x *Balance) GetAvailable() int64 {
 	if x != nil {
 		return x.Available
+	}
+	return 0
+}
+
+func (x *Balance) GetExpiringSoon() int64 {
+	if x != nil {
+		return x.ExpiringSoon
 	}
 	return 0
 }
@@ -601,12 +614,13 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x17\n" +
 	"\ahold_id\x18\n" +
 	" \x01(\tR\x06holdId\x12'\n" +
-	"\x0freversed_points\x18\v \x01(\x03R\x0ereversedPoints\"p\n" +
+	"\x0freversed_points\x18\v \x01(\x03R\x0ereversedPoints\"\x95\x01\n" +
 	"\aBalance\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x16\n" +
 	"\x06posted\x18\x02 \x01(\x03R\x06posted\x12\x12\n" +
 	"\x04held\x18\x03 \x01(\x03R\x04held\x12\x1c\n" +
-	"\tavailable\x18\x04 \x01(\x03R\tavailable\"g\n" +
+	"\tavailable\x18\x04 \x01(\x03R\tavailable\x12#\n" +
+	"\rexpiring_soon\x18\x05 \x01(\x03R\fexpiringSoon\"g\n" +
 	"\x05Bonus\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
@@ -619,7 +633,7 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"\x0fcaptured_points\x18\x04 \x01(\x03R\x0ecapturedPoints\x120\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x18.coalition.v1.HoldStatusR\x06status\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xa8\x02\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xc5\x02\n" +
 	"\x0fTransactionKind\x12 \n" +
 	"\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TRANSACTION_KIND_AWARD\x10\x01\x12\x1b\n" +
@@ -629,7 +643,8 @@ const file_coalition_v1_ledger_proto_rawDesc = "" +
 	"\x18TRANSACTION_KIND_RELEASE\x10\x05\x12\x1d\n" +
 	"\x19TRANSACTION_KIND_REVERSAL\x10\x06\x12\x1a\n" +
 	"\x16TRANSACTION_KIND_BONUS\x10\a\x12#\n" +
-	"\x1fTRANSACTION_KIND_BONUS_REVERSAL\x10\b*\xa2\x01\n" +
+	"\x1fTRANSACTION_KIND_BONUS_REVERSAL\x10\b\x12\x1b\n" +
+	"\x17TRANSACTION_KIND_EXPIRY\x10\t*\xa2\x01\n" +
 	"\x11TransactionStatus\x12\"\n" +
 	"\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TRANSACTION_STATUS_POSTED\x10\x01\x12)\n" +

@@ -36,6 +36,9 @@ const (
 	ReportKind_REPORT_KIND_MATRIX ReportKind = 3
 	// Reconciliation exceptions and matches (needs partner_id).
 	ReportKind_REPORT_KIND_RECONCILIATION ReportKind = 4
+	// Outstanding points by issuer and age bucket, expiring soon, value at issue prices
+	// (needs at; run_id is ignored).
+	ReportKind_REPORT_KIND_LIABILITY ReportKind = 5
 )
 
 // Enum value maps for ReportKind.
@@ -46,6 +49,7 @@ var (
 		2: "REPORT_KIND_POSITIONS",
 		3: "REPORT_KIND_MATRIX",
 		4: "REPORT_KIND_RECONCILIATION",
+		5: "REPORT_KIND_LIABILITY",
 	}
 	ReportKind_value = map[string]int32{
 		"REPORT_KIND_UNSPECIFIED":    0,
@@ -53,6 +57,7 @@ var (
 		"REPORT_KIND_POSITIONS":      2,
 		"REPORT_KIND_MATRIX":         3,
 		"REPORT_KIND_RECONCILIATION": 4,
+		"REPORT_KIND_LIABILITY":      5,
 	}
 )
 
@@ -252,7 +257,9 @@ type ExportReportRequest struct {
 	// For statements and reconciliation.
 	PartnerId string `protobuf:"bytes,3,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
 	// CSV or JSON.
-	Format        ReportFormat `protobuf:"varint,4,opt,name=format,proto3,enum=coalition.v1.ReportFormat" json:"format,omitempty"`
+	Format ReportFormat `protobuf:"varint,4,opt,name=format,proto3,enum=coalition.v1.ReportFormat" json:"format,omitempty"`
+	// For the liability report: the time it is taken at (default now).
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +320,13 @@ func (x *ExportReportRequest) GetFormat() ReportFormat {
 		return x.Format
 	}
 	return ReportFormat_REPORT_FORMAT_UNSPECIFIED
+}
+
+func (x *ExportReportRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 // ExportReportResponse carries the rendered bytes.
@@ -2276,13 +2290,14 @@ var File_coalition_v1_settlement_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n" +
+	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
 	"\x13ExportReportRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x03R\x05runId\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.coalition.v1.ReportKindR\x04kind\x12\x1d\n" +
 	"\n" +
 	"partner_id\x18\x03 \x01(\tR\tpartnerId\x122\n" +
-	"\x06format\x18\x04 \x01(\x0e2\x1a.coalition.v1.ReportFormatR\x06format\"q\n" +
+	"\x06format\x18\x04 \x01(\x0e2\x1a.coalition.v1.ReportFormatR\x06format\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"q\n" +
 	"\x14ExportReportResponse\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\fR\acontent\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1c\n" +
@@ -2422,14 +2437,15 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\amatched\x18\x02 \x01(\x03R\amatched\x12!\n" +
 	"\fmissing_here\x18\x03 \x01(\x03R\vmissingHere\x12,\n" +
 	"\x12missing_at_partner\x18\x04 \x01(\x03R\x10missingAtPartner\x12'\n" +
-	"\x0fpoints_mismatch\x18\x05 \x01(\x03R\x0epointsMismatch*\x97\x01\n" +
+	"\x0fpoints_mismatch\x18\x05 \x01(\x03R\x0epointsMismatch*\xb2\x01\n" +
 	"\n" +
 	"ReportKind\x12\x1b\n" +
 	"\x17REPORT_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPORT_KIND_STATEMENT\x10\x01\x12\x19\n" +
 	"\x15REPORT_KIND_POSITIONS\x10\x02\x12\x16\n" +
 	"\x12REPORT_KIND_MATRIX\x10\x03\x12\x1e\n" +
-	"\x1aREPORT_KIND_RECONCILIATION\x10\x04*\\\n" +
+	"\x1aREPORT_KIND_RECONCILIATION\x10\x04\x12\x19\n" +
+	"\x15REPORT_KIND_LIABILITY\x10\x05*\\\n" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11REPORT_FORMAT_CSV\x10\x01\x12\x16\n" +
@@ -2508,52 +2524,53 @@ var file_coalition_v1_settlement_proto_goTypes = []any{
 var file_coalition_v1_settlement_proto_depIdxs = []int32{
 	0,  // 0: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
 	1,  // 1: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
-	34, // 2: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
-	34, // 3: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
-	2,  // 4: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
-	3,  // 5: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
-	8,  // 6: coalition.v1.Run.checks:type_name -> coalition.v1.Check
-	34, // 7: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	34, // 8: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
-	9,  // 9: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
-	9,  // 10: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
-	9,  // 11: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
-	34, // 12: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
-	34, // 13: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
-	16, // 14: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
-	17, // 15: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
-	20, // 16: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
-	21, // 17: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
-	24, // 18: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
-	34, // 19: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 20: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
-	29, // 21: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
-	31, // 22: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
-	10, // 23: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
-	12, // 24: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
-	14, // 25: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
-	18, // 26: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
-	22, // 27: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
-	25, // 28: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
-	28, // 29: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
-	32, // 30: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
-	4,  // 31: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
-	6,  // 32: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
-	11, // 33: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
-	13, // 34: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
-	15, // 35: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
-	19, // 36: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
-	23, // 37: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
-	26, // 38: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
-	30, // 39: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
-	33, // 40: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
-	5,  // 41: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
-	7,  // 42: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	34, // 2: coalition.v1.ExportReportRequest.at:type_name -> google.protobuf.Timestamp
+	34, // 3: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
+	34, // 4: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
+	2,  // 5: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
+	3,  // 6: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
+	8,  // 7: coalition.v1.Run.checks:type_name -> coalition.v1.Check
+	34, // 8: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	34, // 9: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
+	9,  // 10: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
+	9,  // 11: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
+	9,  // 12: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
+	34, // 13: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
+	34, // 14: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
+	16, // 15: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
+	17, // 16: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
+	20, // 17: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
+	21, // 18: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
+	24, // 19: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
+	34, // 20: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 21: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
+	29, // 22: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
+	31, // 23: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
+	10, // 24: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
+	12, // 25: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
+	14, // 26: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
+	18, // 27: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
+	22, // 28: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
+	25, // 29: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
+	28, // 30: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
+	32, // 31: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
+	4,  // 32: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
+	6,  // 33: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
+	11, // 34: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
+	13, // 35: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
+	15, // 36: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
+	19, // 37: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
+	23, // 38: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
+	26, // 39: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
+	30, // 40: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
+	33, // 41: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
+	5,  // 42: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
+	7,  // 43: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_settlement_proto_init() }
