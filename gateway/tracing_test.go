@@ -134,7 +134,12 @@ func TestRequestSpanContinuesCallerTraceAndIsLogged(t *testing.T) {
 		t.Fatalf("GetBalance: %v", err)
 	}
 
+	// The server ends its span when the stats handler sees the RPC end, which can come just
+	// after the client has its answer: wait for it, with a bound.
 	spans := g.spans.GetSpans()
+	for deadline := time.Now().Add(5 * time.Second); len(spans) == 0 && time.Now().Before(deadline); spans = g.spans.GetSpans() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if len(spans) != 1 {
 		t.Fatalf("got %d spans, want 1: %v", len(spans), spans)
 	}

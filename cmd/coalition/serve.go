@@ -57,8 +57,8 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
-	o.outbound.register(f)
 	o.expiry.register(f)
+	o.outbound.register(f)
 }
 
 // readyFunc is called once the listeners are bound, with their actual addresses.
@@ -113,8 +113,8 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 		return nil
 	})
 	g.Go(func() error { return ledger.RunHoldSweeper(gctx, o.holdSweepInterval) })
-	g.Go(func() error { return calls.run(gctx) })
 	g.Go(func() error { return runExpirySweeper(gctx, o.expiry, store, srv.Metrics, log) })
+	g.Go(func() error { return calls.run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "drain_timeout", o.shutdownTimeout.String())
