@@ -22,10 +22,10 @@ func partnerAdminCommands(e *env) []*cobra.Command {
 
 func newPartnerAddCmd(e *env) *cobra.Command {
 	var o clientOptions
-	var id, name string
+	var id, name, endpoint string
 	cmd := &cobra.Command{
-		Use:   "add --id ID --name NAME",
-		Short: "Register a partner (operator)",
+		Use:   "add --id ID --name NAME [--endpoint HOST:PORT]",
+		Short: "Register a partner, and where we call it when --endpoint is given (operator)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.with(func(conn *grpc.ClientConn) error {
@@ -33,7 +33,15 @@ func newPartnerAddCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(e.stdout, "registered %s (%s), %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetName(), resp.GetPartner().GetStatus())
+				if _, err = fmt.Fprintf(e.stdout, "registered %s (%s), %s\n", resp.GetPartner().GetId(), resp.GetPartner().GetName(), resp.GetPartner().GetStatus()); err != nil || endpoint == "" {
+					return err
+				}
+				ep, err := coalitionv1.NewAdminServiceClient(conn).ConfigurePartnerEndpoint(cmd.Context(), &coalitionv1.ConfigurePartnerEndpointRequest{
+					Endpoint: &coalitionv1.PartnerEndpoint{PartnerId: id, Endpoint: endpoint}})
+				if err != nil {
+					return fmt.Errorf("partner %s is registered, but its endpoint was not stored (retry with `coalition partner configure`): %w", id, err)
+				}
+				_, err = fmt.Fprintf(e.stdout, "endpoint %s (timeouts and subscriptions: `coalition partner configure`)\n", ep.GetEndpoint().GetEndpoint())
 				return err
 			})
 		},
@@ -41,6 +49,7 @@ func newPartnerAddCmd(e *env) *cobra.Command {
 	o.register(cmd, "operator")
 	cmd.Flags().StringVar(&id, "id", "", "partner id, lowercase (required)")
 	cmd.Flags().StringVar(&name, "name", "", "display name (required)")
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "host:port of the partner's gRPC server we call (optional)")
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
