@@ -46,8 +46,22 @@ func TestLimitsAndLiabilityCLI(t *testing.T) {
 	if err != nil || bal.GetBalance().GetExpiringSoon() != 500 {
 		t.Fatalf("balance with a 30-day lot lifetime: got %v %v, want 500 expiring soon", bal.GetBalance(), err)
 	}
+	// Onboarding and suspension take effect on the partner's next call, without a restart.
+	out = mustCLI(t, append([]string{"partner", "add", "--id", "new-partner", "--name", "New Partner", "--endpoint", "127.0.0.1:9"}, conn...)...)
+	if !strings.Contains(out, "registered new-partner") || !strings.Contains(out, "endpoint 127.0.0.1:9") {
+		t.Errorf("partner add printed:\n%s", out)
+	}
+	mustCLI(t, append([]string{"partner", "suspend", "bean-coffee"}, conn...)...)
+	_, err = bean.Award(ctx, &coalitionv1.AwardRequest{IdempotencyKey: "lim-4", MemberId: "L-2", Points: 1})
+	if status.Code(err) != codes.PermissionDenied || gateway.ReasonOf(err) != "PARTNER_SUSPENDED" {
+		t.Fatalf("award right after suspend: got %v, want PERMISSION_DENIED PARTNER_SUSPENDED", err)
+	}
+	mustCLI(t, append([]string{"partner", "resume", "bean-coffee"}, conn...)...)
+	if _, err := bean.Award(ctx, &coalitionv1.AwardRequest{IdempotencyKey: "lim-5", MemberId: "L-2", Points: 1}); err != nil {
+		t.Fatalf("award right after resume: %v", err)
+	}
 	report := mustCLI(t, append([]string{"report", "liability"}, conn...)...)
-	if !strings.Contains(report, ",partner:bean-coffee,0-3,1,500,500,6.00,6.00,EUR") {
-		t.Errorf("liability report lacks bean-coffee's 500 points worth 6.00:\n%s", report)
+	if !strings.Contains(report, ",partner:bean-coffee,0-3,2,501,501,6.01,6.01,EUR") {
+		t.Errorf("liability report lacks bean-coffee's 501 points in 2 lots worth 6.01:\n%s", report)
 	}
 }
