@@ -27,8 +27,19 @@ type keyRecord struct {
 
 // Apply implements settlement.Store.
 func (s *Store) Apply(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	// The key is looked up before the serializable transaction. Inside it, reading a key that
+	// does not exist yet takes a predicate lock on its index page, and every concurrent request
+	// inserting its own key into that page then conflicts with it (PostgreSQL SSI): awards
+	// retried several times each under load. The unique key still decides, in the transaction.
+	rec, found, err := s.lookupKey(ctx, cmd.PartnerID, cmd.IdempotencyKey)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	if found {
+		return rec.replay(fp)
+	}
 	var out settlement.Outcome
-	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err = s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
 		out, err = s.applyTx(ctx, tx, cmd, fp, now)
 		return err
@@ -45,15 +56,9 @@ func (s *Store) Apply(ctx context.Context, cmd settlement.Command, fp []byte, no
 	return out, err
 }
 
-// applyTx is one attempt: read the key; replay it, or apply the effect and store the key.
+// applyTx is one attempt: apply the effect and store the key; a key stored meanwhile by a
+// concurrent request with the same key is errKeyTaken (replayed after rollback).
 func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
-	rec, found, err := readKey(ctx, tx, cmd.PartnerID, cmd.IdempotencyKey)
-	if err != nil {
-		return settlement.Outcome{}, err
-	}
-	if found {
-		return rec.replay(fp)
-	}
 	st, err := readStamp(ctx, tx, cmd.PartnerID, now)
 	if err != nil {
 		return settlement.Outcome{}, err
@@ -98,6 +103,29 @@ func (s *Store) effect(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement
 	default:
 		return settlement.Outcome{}, fmt.Errorf("unknown op %q", cmd.Op)
 	}
+}
+
+// lookupKey reads an idempotency record in a READ COMMITTED read-only transaction, sent as one
+// round trip; it takes no predicate locks.
+func (s *Store) lookupKey(ctx context.Context, partnerID, key string) (keyRecord, bool, error) {
+	var b pgx.Batch
+	var r keyRecord
+	found := false
+	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY`)
+	b.Queue(`SELECT fingerprint, outcome, error_reason, error_message FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
+		partnerID, key).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&r.fingerprint, &r.outcome, &r.errorReason, &r.errorMessage)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	b.Queue(`COMMIT`)
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return keyRecord{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return r, found, nil
 }
 
 func readKey(ctx context.Context, tx pgx.Tx, partnerID, key string) (keyRecord, bool, error) {

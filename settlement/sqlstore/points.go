@@ -22,15 +22,15 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	}
 	var bal settlement.Balance
 	var status string
-	var oldDebt, newDebt int64
-	err := tx.QueryRow(ctx, `WITH old AS (SELECT debt FROM members WHERE id = $1)
-		INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
+	var repaid int64
+	err := tx.QueryRow(ctx, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
 		ON CONFLICT (id) DO UPDATE SET
 			posted = members.posted + excluded.posted,
 			debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
+			last_repaid = LEAST(members.debt, excluded.posted),
 			updated_at = excluded.updated_at
-		RETURNING posted, held, debt, status, COALESCE((SELECT debt FROM old), 0)`,
-		cmd.MemberID, cmd.Points, now).Scan(&bal.Posted, &bal.Held, &newDebt, &status, &oldDebt)
+		RETURNING posted, held, status, last_repaid`,
+		cmd.MemberID, cmd.Points, now).Scan(&bal.Posted, &bal.Held, &status, &repaid)
 	if err != nil {
 		return settlement.Outcome{}, fmt.Errorf("credit member: %w", err)
 	}
@@ -52,7 +52,6 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
-	repaid := oldDebt - newDebt
 	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
