@@ -192,3 +192,6 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	return mux
 }
+
+// Register adds a collector to the server's /metrics registry (wiring: outbox, Vault).
+func (s *Server) Register(c prometheus.Collector) error { return s.registry.Register(c) }

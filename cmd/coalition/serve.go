@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -41,6 +42,8 @@ type gatewayOptions struct {
 	signer settlement.StatementSigner
 	// tracerProvider traces RPCs (set by the command, not a flag); nil means no tracing.
 	tracerProvider trace.TracerProvider
+	// collectors are extra /metrics collectors (set by the command, not flags), e.g. Vault's.
+	collectors []prometheus.Collector
 	// outbound configures calls to partner systems (partner_calls.go).
 	outbound outboundOptions
 }
@@ -94,6 +97,11 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 		return err
 	}
 	metrics = srv.Metrics
+	for _, c := range append([]prometheus.Collector{newOutboxCollector(store)}, o.collectors...) {
+		if err := srv.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	grpcLis, err := net.Listen("tcp", o.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.grpcAddr, err)
@@ -149,6 +157,9 @@ func newServeCmd(e *env) *cobra.Command {
 				return err
 			}
 			o.certsReady = rt.readyFunc()
+			if rt != nil {
+				o.collectors = append(o.collectors, newVaultTokenCollector(rt.client))
+			}
 			o.outbound.useVault(rt)
 			if o.signer, err = statementSigner(rt, signingKey); err != nil {
 				return err

@@ -54,6 +54,7 @@ type Client struct {
 	auth         *vaultapi.Secret // the login Run keeps alive
 	failingSince time.Time        // zero while Vault answers
 	lastErr      error
+	tokenExpires time.Time // zero for a token that never expires
 
 	logins, renewals atomic.Int64
 }
@@ -66,6 +67,9 @@ type Status struct {
 	FailingSince time.Time
 	// LastError is the latest failure to reach Vault, nil once it answers.
 	LastError error
+	// TokenExpiresAt is when the current token's lease ends (zero: never), for the
+	// coalition_vault_token_expiry_seconds metric.
+	TokenExpiresAt time.Time
 }
 
 // New checks cfg and builds the client. It does not contact Vault: call
@@ -194,6 +198,7 @@ func (c *Client) watch(ctx context.Context, auth *vaultapi.Secret) {
 		case r := <-w.RenewCh():
 			c.renewals.Add(1)
 			c.observe(nil)
+			c.setTokenLease(r.Secret.Auth.LeaseDuration)
 			c.log.Debug("vault: token renewed", "ttl_seconds", r.Secret.Auth.LeaseDuration)
 		}
 	}
@@ -215,6 +220,7 @@ func (c *Client) login(ctx context.Context) (*vaultapi.Secret, error) {
 	}
 	c.api.SetToken(auth.Auth.ClientToken)
 	c.logins.Add(1)
+	c.setTokenLease(auth.Auth.LeaseDuration)
 	c.log.Info("vault: logged in", "ttl_seconds", auth.Auth.LeaseDuration, "renewable", auth.Auth.Renewable)
 	return auth, nil
 }
@@ -269,7 +275,8 @@ func (c *Client) tokenLookup(ctx context.Context) (*vaultapi.Secret, error) {
 func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Status{Logins: c.logins.Load(), Renewals: c.renewals.Load(), FailingSince: c.failingSince, LastError: c.lastErr}
+	return Status{Logins: c.logins.Load(), Renewals: c.renewals.Load(), FailingSince: c.failingSince, LastError: c.lastErr,
+		TokenExpiresAt: c.tokenExpires}
 }
 
 // observe records whether a call reached Vault. An answer refusing the call
@@ -300,4 +307,14 @@ func (c *Client) read(ctx context.Context, path string) (*vaultapi.Secret, error
 	s, err := c.api.Logical().ReadWithContext(ctx, path)
 	c.observe(err)
 	return s, err
+}
+
+// setTokenLease records when the current token expires, leaseSeconds from now (0: never).
+func (c *Client) setTokenLease(leaseSeconds int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokenExpires = time.Time{}
+	if leaseSeconds > 0 {
+		c.tokenExpires = c.clock.Now().Add(time.Duration(leaseSeconds) * time.Second)
+	}
 }

@@ -146,6 +146,10 @@ func TestOperatorToken(t *testing.T) {
 		if st := c.Status(); st.Logins != 1 || st.Renewals < 1 || srv.Count("lookup-self") != 1 {
 			t.Errorf("got %+v and %d lookups, want 1 lookup and renewals", st, srv.Count("lookup-self"))
 		}
+		// The metric's source: a renewed token expires in the future, never past its max TTL.
+		if left := time.Until(c.Status().TokenExpiresAt); left <= 0 || left > 3*time.Hour {
+			t.Errorf("token expires in %s, want within (0, 3h]", left)
+		}
 	})
 }
 
