@@ -142,7 +142,7 @@ func (c *Client) DeliverEvents(ctx context.Context, events []settlement.OutboxEv
 	req := &partnerv1.DeliverEventsRequest{}
 	for _, e := range events {
 		req.Events = append(req.Events, &partnerv1.Event{Id: e.ID, Type: e.Type, MemberId: e.MemberID, Points: e.Points,
-			AtPartnerId: e.AtPartnerID, TransactionId: e.TransactionID, OccurredAt: timestamppb.New(e.CreatedAt)})
+			AtPartnerId: e.AtPartnerID, TransactionId: e.TransactionID, OccurredAt: timestamppb.New(e.CreatedAt), RunId: e.RunID})
 	}
 	resp, err := call(ctx, c, OpDeliverEvents, nil, c.endpoint.CallTimeout, false,
 		func(ctx context.Context) (*partnerv1.DeliverEventsResponse, error) {

@@ -134,6 +134,7 @@ type OutboxEvent struct {
 	Points        int64
 	AtPartnerID   string // where it happened
 	TransactionID string
+	RunID         int64 // settlement.statement_ready: the run; 0 otherwise
 	CreatedAt     time.Time
 	State         OutboxState
 	Attempts      int

@@ -75,13 +75,13 @@ func (s *Store) ReleaseOutboxLease(ctx context.Context, partnerID, holder string
 	})
 }
 
-const outboxColumns = `id::TEXT, partner_id, event_type, member_id, points, at_partner_id, txn_id::TEXT, created_at, state, attempts, last_error, next_attempt_at`
+const outboxColumns = `id::TEXT, partner_id, event_type, member_id, points, at_partner_id, txn_id::TEXT, created_at, state, attempts, last_error, next_attempt_at, run_id`
 
 func scanOutbox(r pgx.CollectableRow) (settlement.OutboxEvent, error) {
 	var e settlement.OutboxEvent
 	var attempts int64
 	err := r.Scan(&e.ID, &e.PartnerID, &e.Type, &e.MemberID, &e.Points, &e.AtPartnerID, &e.TransactionID,
-		&e.CreatedAt, &e.State, &attempts, &e.LastError, &e.NextAttemptAt)
+		&e.CreatedAt, &e.State, &attempts, &e.LastError, &e.NextAttemptAt, &e.RunID)
 	e.Attempts = int(attempts)
 	return e, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -169,7 +170,29 @@ func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord) error {
 			w.exec("insert matrix cell", 1, `INSERT INTO settlement_matrix (run_id, issuer, redeemer, points) VALUES ($1, $2, $3, $4)`,
 				rec.ID, c.Issuer, c.Redeemer, c.Points)
 		}
+		if rec.Status == "published" {
+			queueStatementReady(&w, rec)
+		}
 		_, err := w.send(ctx, tx)
 		return err
 	})
+}
+
+// noTransaction stands in an outbox event's transaction id when no ledger transaction is behind
+// it (a statement is a run's, not a transaction's).
+const noTransaction = "00000000-0000-0000-0000-000000000000"
+
+// queueStatementReady tells every subscribed partner with a statement in a published run, in
+// the transaction that stores the run: the event exists exactly when the statement does.
+func queueStatementReady(w *writes, rec *settlement.RunRecord) {
+	partners := make([]string, 0, len(rec.Result.Lines))
+	for p := range rec.Result.Lines {
+		partners = append(partners, p)
+	}
+	sort.Strings(partners)
+	w.exec("queue statement_ready events", -1, `INSERT INTO outbox_events
+		(id, partner_id, event_type, member_id, points, at_partner_id, txn_id, created_at, state, next_attempt_at, run_id)
+		SELECT gen_random_uuid(), s.partner_id, $1, '', 0, s.partner_id, $2::UUID, $3, 'pending', $3, $4
+		FROM partner_subscriptions s WHERE s.event_type = $1 AND s.partner_id = ANY($5::TEXT[])`,
+		settlement.EventStatementReady, noTransaction, rec.CreatedAt, rec.ID, partners)
 }

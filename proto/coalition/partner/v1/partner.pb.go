@@ -223,7 +223,9 @@ type Event struct {
 	// The ledger transaction behind the event.
 	TransactionId string `protobuf:"bytes,6,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
 	// When the ledger change committed.
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// For settlement.statement_ready: the run whose statement the partner can fetch.
+	RunId         int64 `protobuf:"varint,8,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +307,13 @@ func (x *Event) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *Event) GetRunId() int64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
 }
 
 // DeliverEventsRequest carries events in the order the partner must apply them.
@@ -411,7 +420,7 @@ const file_coalition_partner_v1_partner_proto_rawDesc = "" +
 	"\treference\x18\x04 \x01(\tR\treference\"Q\n" +
 	"\x16CreditExchangeResponse\x12\x1b\n" +
 	"\tcredit_id\x18\x01 \x01(\tR\bcreditId\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xe8\x01\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xff\x01\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1b\n" +
@@ -420,7 +429,8 @@ const file_coalition_partner_v1_partner_proto_rawDesc = "" +
 	"\rat_partner_id\x18\x05 \x01(\tR\vatPartnerId\x12%\n" +
 	"\x0etransaction_id\x18\x06 \x01(\tR\rtransactionId\x12;\n" +
 	"\voccurred_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"K\n" +
+	"occurredAt\x12\x15\n" +
+	"\x06run_id\x18\b \x01(\x03R\x05runId\"K\n" +
 	"\x14DeliverEventsRequest\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.coalition.partner.v1.EventR\x06events\"T\n" +
 	"\x15DeliverEventsResponse\x12;\n" +
