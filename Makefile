@@ -10,7 +10,7 @@ DEMO_DIR ?= /tmp/coalition-dev
 
 ## demo: build and run `coalition dev` with the scripted tour; Ctrl-C stops it.
 demo: postgres build
-	$(BIN) dev --data-dir $(DEMO_DIR) --tour --log-format text
+	$(BIN) dev --data-dir $(DEMO_DIR) --partner-sims --tour --log-format text
 
 ## test: install what the tests need (PostgreSQL), check the protos, vet, run every test with -race.
 test: postgres proto-check vet go-test fuzz-smoke validate-manifests config-docs-check

@@ -79,6 +79,7 @@ type devOptions struct {
 	ephemeral     bool
 	tour          bool
 	exitAfterTour bool
+	partnerSims   bool
 }
 
 func newDevCmd(e *env) *cobra.Command {
@@ -102,6 +103,7 @@ restarts unless --ephemeral.`,
 	f.BoolVar(&o.ephemeral, "ephemeral", false, "use a fresh temporary directory and delete it on exit")
 	f.BoolVar(&o.tour, "tour", false, "run the scripted tour against the gateway once it is up")
 	f.BoolVar(&o.exitAfterTour, "exit-after-tour", false, "with --tour: stop after the tour instead of serving on")
+	f.BoolVar(&o.partnerSims, "partner-sims", false, "run a simulated program for every demo partner and register it as its endpoint")
 	return cmd
 }
 
@@ -161,7 +163,8 @@ func serveDev(ctx context.Context, e *env, o devOptions, dir string, db *localpg
 	}
 	fmt.Fprintf(e.stdout, "  database %s ready (%s), %d new migrations\n", db.Engine(), db.URL("coalition"), n)
 	certDir := filepath.Join(dir, "certs")
-	if _, err := devca.EnsureDir(certDir, devIdentities(), time.Now()); err != nil {
+	ca, err := devca.EnsureDir(certDir, devIdentities(), time.Now())
+	if err != nil {
 		return fmt.Errorf("dev certificates: %w", err)
 	}
 	certs, err := tlsconfig.NewFileSource(filepath.Join(certDir, "gateway.crt"), filepath.Join(certDir, "gateway.key"), filepath.Join(certDir, "ca.crt"))
@@ -181,12 +184,22 @@ func serveDev(ctx context.Context, e *env, o devOptions, dir string, db *localpg
 	}
 	o.signer = signer
 	o.outbound.useDevCerts(certDir)
+	var sims demoSims
+	if o.partnerSims {
+		if sims, err = startDemoSims(ctx, e.stdout, ca, store, log); err != nil {
+			return err
+		}
+	}
 	return runGateway(ctx, o.gatewayOptions, pool, certs, log, func(ctx context.Context, grpcAddr, httpAddr string) error {
 		printReady(e.stdout, grpcAddr, httpAddr, certDir)
 		if !o.tour {
 			return nil
 		}
-		err := runTour(ctx, e.stdout, tourConfig{addr: grpcAddr, certsDir: certDir})
+		tc := tourConfig{addr: grpcAddr, certsDir: certDir}
+		if sims != nil {
+			tc.credited = sims.credited
+		}
+		err := runTour(ctx, e.stdout, tc)
 		if err != nil {
 			return fmt.Errorf("tour: %w", err)
 		}

@@ -174,7 +174,7 @@ func TestDevTour(t *testing.T) {
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := run(ctx, []string{"dev", "--ephemeral", "--tour", "--exit-after-tour", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
+	err := run(ctx, []string{"dev", "--ephemeral", "--partner-sims", "--tour", "--exit-after-tour", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
 		func(string) string { return "" }, &out, io.Discard)
 	if err != nil {
 		t.Fatalf("dev --tour: %v\n%s", err, out.String())

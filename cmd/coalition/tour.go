@@ -22,6 +22,9 @@ import (
 type tourConfig struct {
 	addr     string
 	certsDir string
+	// credited, when set (coalition dev --partner-sims), reads the units a partner's simulated
+	// program credited to a member; the tour then exchanges points out to acme-air.
+	credited func(partner, member string) int64
 }
 
 func newTourCmd(e *env) *cobra.Command {
@@ -76,6 +79,7 @@ func runTour(ctx context.Context, w io.Writer, c tourConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	clients := map[string]coalitionv1.PointsServiceClient{}
+	var exchange coalitionv1.ExchangeServiceClient
 	for _, id := range []string{"acme-air", "bean-coffee", "city-fuel"} {
 		conn, err := dialPartner(c.addr, c.certsDir, id)
 		if err != nil {
@@ -83,12 +87,41 @@ func runTour(ctx context.Context, w io.Writer, c tourConfig) error {
 		}
 		defer conn.Close()
 		clients[id] = coalitionv1.NewPointsServiceClient(conn)
+		if id == "acme-air" {
+			exchange = coalitionv1.NewExchangeServiceClient(conn)
+		}
 	}
 	member := fmt.Sprintf("TOUR-%d", time.Now().UnixNano())
 	run := fmt.Sprint(time.Now().UnixNano())
 	fmt.Fprintf(w, "\nTour of the Points API (member %s)\n", member)
 	t := &tourStep{w: w}
-	return tourSteps(ctx, t, clients, member, run)
+	if err := tourSteps(ctx, t, clients, member, run); err != nil {
+		return err
+	}
+	if c.credited != nil {
+		if err := tourExchange(ctx, t, exchange, clients["acme-air"], c.credited, member, run); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "Tour passed.")
+	return nil
+}
+
+// tourExchange converts coalition points into acme-air's own (simulated) program.
+func tourExchange(ctx context.Context, t *tourStep, ex coalitionv1.ExchangeServiceClient, air coalitionv1.PointsServiceClient,
+	credited func(partner, member string) int64, member, run string) error {
+	resp, err := ex.ExchangeOut(ctx, &coalitionv1.ExchangeOutRequest{IdempotencyKey: "tour-exchange-" + run, MemberId: member, ToPartner: "acme-air", Points: 40})
+	if err != nil || resp.GetExchange().GetState() != coalitionv1.ExchangeState_EXCHANGE_STATE_COMPLETED {
+		return fmt.Errorf("exchange out: got %v %v, want COMPLETED", resp.GetExchange(), err)
+	}
+	bal, err := air.GetBalance(ctx, &coalitionv1.GetBalanceRequest{MemberId: member})
+	if err != nil || bal.GetBalance().GetAvailable() != 200 || credited("acme-air", member) != resp.GetExchange().GetUnits() {
+		return fmt.Errorf("after the exchange: balance %v (%v), acme-air credited %d units, want available 200 and %d units",
+			bal.GetBalance(), err, credited("acme-air", member), resp.GetExchange().GetUnits())
+	}
+	t.ok("acme-air exchanges 40 coalition points into its own program -> %s, %d units credited there, available %d",
+		resp.GetExchange().GetState(), credited("acme-air", member), bal.GetBalance().GetAvailable())
+	return nil
 }
 
 func tourSteps(ctx context.Context, t *tourStep, cl map[string]coalitionv1.PointsServiceClient, member, run string) error {
@@ -147,6 +180,5 @@ func tourHolds(ctx context.Context, t *tourStep, fuel coalitionv1.PointsServiceC
 		return fmt.Errorf("void after capture: %w", err)
 	}
 	t.ok("voiding the captured hold -> FAILED_PRECONDITION HOLD_NOT_OPEN")
-	fmt.Fprintln(t.w, "Tour passed.")
 	return nil
 }
