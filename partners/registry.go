@@ -72,6 +72,8 @@ type Config struct {
 	// nil leaves them unregistered.
 	Registerer prometheus.Registerer
 	Now        func() time.Time // default time.Now; paces refreshes (gobreaker keeps its own clock)
+	// Credentials, when set, supplies per-partner call credentials (Vault KV in production).
+	Credentials CredentialSource
 }
 
 // Registry builds and keeps one Client per partner from the partner registry.
@@ -195,7 +197,11 @@ func (r *Registry) build(ep settlement.PartnerEndpoint) (*Client, error) {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13, GetClientCertificate: r.cfg.ClientCertificate,
 		RootCAs: r.cfg.RootCAs, ServerName: serverName, NextProtos: []string{"h2"}}
-	conn, err := grpc.NewClient(ep.Endpoint, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)), grpc.WithDisableRetry())
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)), grpc.WithDisableRetry()}
+	if r.cfg.Credentials != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(&perRPCCredentials{partnerID: ep.PartnerID, source: r.cfg.Credentials, now: r.cfg.Now}))
+	}
+	conn, err := grpc.NewClient(ep.Endpoint, opts...)
 	if err != nil {
 		return nil, err
 	}

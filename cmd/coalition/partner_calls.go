@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/coalitionexchange/coalition/cmd/coalition/internal/vault"
 	"github.com/coalitionexchange/coalition/gateway"
 	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	"github.com/coalitionexchange/coalition/partners"
@@ -28,6 +29,8 @@ type outboundOptions struct {
 	// vaultCert, set by serve with Vault (not a flag), presents the gateway's Vault certificate.
 	vaultCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	vaultCAs  func() (*x509.CertPool, error)
+	// credentials, set by serve with Vault (not a flag), reads partners' call credentials.
+	credentials partners.CredentialSource
 
 	breakerFailures    uint32
 	breakerOpenTimeout time.Duration
@@ -65,6 +68,28 @@ func (o *outboundOptions) useVault(rt *vaultRuntime) {
 		return
 	}
 	o.vaultCert, o.vaultCAs = rt.certs.GetClientCertificate, rt.certs.ClientCAs
+	if rt.kv != nil {
+		o.credentials = kvCredentials(rt.kv)
+	}
+}
+
+// kvCredentials reads a partner's call credentials from its Vault KV v2 secret
+// (<mount>/coalition/partners/<id>): an "api_key" field is sent as a bearer token. A partner
+// without a secret gets no credentials.
+func kvCredentials(kv vault.PartnerSecrets) partners.CredentialSource {
+	return func(ctx context.Context, partnerID string) (map[string]string, error) {
+		secret, err := kv.PartnerSecret(ctx, partnerID)
+		if errors.Is(err, vault.ErrPartnerSecretNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if key := secret.Data["api_key"]; key != "" {
+			return map[string]string{"authorization": "Bearer " + key}, nil
+		}
+		return nil, nil
+	}
 }
 
 // tlsMaterial returns our client certificate function and the pool verifying partners, or
@@ -115,7 +140,8 @@ func newPartnerCalls(o outboundOptions, store *sqlstore.Store, ledger *settlemen
 		return pc, err
 	}
 	pc.registry, err = partners.New(partners.Config{Endpoints: store, ClientCertificate: getCert, RootCAs: pool, Logger: log,
-		Registerer: pc.metrics, Breaker: partners.BreakerSettings{FailureThreshold: o.breakerFailures,
+		Credentials: o.credentials,
+		Registerer:  pc.metrics, Breaker: partners.BreakerSettings{FailureThreshold: o.breakerFailures,
 			OpenTimeout: o.breakerOpenTimeout, HalfOpenProbes: o.breakerProbes}})
 	if err != nil {
 		return nil, err

@@ -35,6 +35,7 @@ type vaultOptions struct {
 	trustDomainURI string
 	transitMount   string
 	transitKey     string
+	kvMount        string
 }
 
 // registerClient adds the flags every command that talks to Vault needs.
@@ -55,6 +56,7 @@ func (v *vaultOptions) registerServe(f *pflag.FlagSet) {
 	f.DurationVar(&v.certTTL, "vault-cert-ttl", 24*time.Hour, "gateway certificate TTL; re-issued at 2/3 of it")
 	f.StringVar(&v.databaseRole, "vault-database-role", "", "database secrets role: connect as users from <mount>/creds/<role>")
 	f.StringVar(&v.databaseMount, "vault-database-mount", "database", "Vault database secrets mount")
+	f.StringVar(&v.kvMount, "vault-kv-mount", "secret", "Vault KV v2 mount holding partners' call credentials at coalition/partners/<id>")
 	f.StringVar(&v.transitMount, "vault-transit-mount", "transit", "Vault Transit mount that signs settlement statements")
 	f.StringVar(&v.transitKey, "vault-transit-key", "statements", "Transit key that signs settlement statements (empty: statements are not signed)")
 }
@@ -91,6 +93,7 @@ type vaultRuntime struct {
 	certs  *vault.CertSource
 	db     *vault.DatabaseCredentials // nil without --vault-database-role
 	signer *vault.TransitSigner       // nil without --vault-transit-key
+	kv     *vault.KV                  // partners' call credentials (KV v2)
 }
 
 // startVault logs in, issues the gateway certificate and reads the CA chain,
@@ -111,6 +114,9 @@ func startVault(ctx context.Context, e *env, v vaultOptions, trustDomain string,
 		return nil, err
 	}
 	rt := &vaultRuntime{client: c, certs: certs}
+	if rt.kv, err = vault.NewKV(c, v.kvMount); err != nil {
+		return nil, err
+	}
 	if v.transitKey != "" {
 		if rt.signer, err = vault.NewTransitSigner(c, v.transitMount, v.transitKey); err != nil {
 			return nil, err

@@ -32,6 +32,8 @@ type Options struct {
 	Exchanger  partners.ExchangerConfig  // Ledger, Store, Partners and Logger are filled in
 	// NoDispatcher and NoResolver leave those loops off; the test drives them.
 	NoDispatcher, NoResolver bool
+	// Credentials is passed to the Registry (per-partner call credentials).
+	Credentials partners.CredentialSource
 }
 
 // Env is a running stack.
@@ -101,7 +103,7 @@ func (e *Env) build(t testing.TB, ledger *settlement.Ledger, opts Options, log *
 	}
 	e.Registry, err = partners.New(partners.Config{Endpoints: e.Store, RootCAs: e.CA.Pool(), Logger: log, Registerer: e.Metrics,
 		ClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &ours, nil },
-		Breaker:           opts.Breaker, Retry: opts.Retry, RefreshInterval: 50 * time.Millisecond})
+		Breaker:           opts.Breaker, Retry: opts.Retry, RefreshInterval: 50 * time.Millisecond, Credentials: opts.Credentials})
 	if err != nil {
 		t.Fatal(err)
 	}
