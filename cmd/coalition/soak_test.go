@@ -81,8 +81,12 @@ func TestBenchAndVerify(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", wl, err)
 		}
-		for k := range res.Errors {
-			if wl != "hot-member" || k != "Aborted TRANSACTION_CONFLICT" {
+		for k, n := range res.Errors {
+			// A business refusal is an answer, not a fault: a rare one is tolerated (a redemption
+			// can race another worker's on a shared member). Anything else, or many, fails.
+			tolerated := (wl == "hot-member" && k == "Aborted TRANSACTION_CONFLICT") ||
+				(k == "FailedPrecondition INSUFFICIENT_POINTS" && n*100 <= res.Calls)
+			if !tolerated {
 				t.Errorf("%s: errors %v\n%s", wl, res.Errors, out.String())
 				break
 			}
