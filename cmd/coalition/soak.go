@@ -26,12 +26,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/coalitionexchange/coalition/gateway"
-	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
 )
 
@@ -771,17 +769,8 @@ func printCounts(w io.Writer, label string, m map[string]int64) {
 // 2 minutes while the gateway is down, and with a kill every few seconds clients would wait out
 // whole restarts.
 func soakDial(addr, certsDir, id string) (*grpc.ClientConn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := tlsconfig.LoadClient(certsDir, "partner-"+id, host)
-	if err != nil {
-		return nil, err
-	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
-			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}))
+	return dialPartner(addr, certsDir, id, grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 5 * time.Second,
+		Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}))
 }
 
 func soakFreePort() (int, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/coalitionexchange/coalition/cmd/coalition/internal/telemetry"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore"
 )
 
 // tracingFlushTimeout bounds how long buffered spans are flushed at exit.
@@ -43,21 +43,5 @@ func startTracing(ctx context.Context, getenv func(string) string, log *slog.Log
 // openPool is sqlstore.Open with a pgx tracer that gives every statement a span under the
 // request that ran it.
 func openPool(ctx context.Context, url string, maxConns int32, tp trace.TracerProvider) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
-	}
-	if maxConns > 0 {
-		cfg.MaxConns = maxConns
-	}
-	cfg.ConnConfig.Tracer = telemetry.NewPgxTracer(tp, "postgresql")
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	return pool, nil
+	return sqlstore.OpenWithTracer(ctx, url, maxConns, telemetry.NewPgxTracer(tp, "postgresql"))
 }

@@ -41,7 +41,7 @@ func newTourCmd(e *env) *cobra.Command {
 }
 
 // dialPartner opens an mTLS connection as partner id with the certificates in certsDir.
-func dialPartner(addr, certsDir, id string) (*grpc.ClientConn, error) {
+func dialPartner(addr, certsDir, id string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func dialPartner(addr, certsDir, id string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, opts...)...)
 }
 
 // tourStep prints what it does and checks the answer.

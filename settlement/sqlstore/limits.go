@@ -219,36 +219,3 @@ func limitColumns(l settlement.Limits) (maxValue *string, maxTxn, maxDay *int64)
 	}
 	return maxValue, maxTxn, maxDay
 }
-
-// scanTermsWithLimits scans scanTerms' columns followed by the three limit columns.
-func scanTermsWithLimits(r pgx.CollectableRow) (settlement.PriceTerms, error) {
-	var t settlement.PriceTerms
-	var issue, reimb, share string
-	var maxValue *string
-	var maxTxn, maxDay *int64
-	if err := r.Scan(&t.PartnerID, &t.Version, &t.EffectiveAt, &issue, &reimb, &t.FeeBps, &t.Currency, &share,
-		&maxValue, &maxTxn, &maxDay); err != nil {
-		return t, err
-	}
-	for _, f := range []struct {
-		s string
-		d *apd.Decimal
-	}{{issue, &t.IssuePrice}, {reimb, &t.ReimbursementRate}, {share, &t.BreakageShare}} {
-		if _, _, err := f.d.SetString(f.s); err != nil {
-			return t, fmt.Errorf("decode decimal %q: %w", f.s, err)
-		}
-	}
-	if maxValue != nil {
-		t.Limits.MaxOutstandingValue = new(apd.Decimal)
-		if _, _, err := t.Limits.MaxOutstandingValue.SetString(*maxValue); err != nil {
-			return t, fmt.Errorf("decode decimal %q: %w", *maxValue, err)
-		}
-	}
-	if maxTxn != nil {
-		t.Limits.MaxPointsPerTransaction = *maxTxn
-	}
-	if maxDay != nil {
-		t.Limits.MaxPointsPerMemberDay = *maxDay
-	}
-	return t, nil
-}

@@ -60,19 +60,26 @@ func (s *Store) SetPriceTerms(ctx context.Context, t settlement.PriceTerms, now 
 
 // ListPriceTerms returns every version of a partner's terms, oldest first ("" = all partners).
 func (s *Store) ListPriceTerms(ctx context.Context, partnerID string) ([]settlement.PriceTerms, error) {
-	rows, err := s.pool.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT,
-			max_outstanding_value::TEXT, max_points_per_txn, max_points_per_member_day
+	rows, err := s.pool.Query(ctx, `SELECT `+termsColumns+`
 		FROM price_terms WHERE $1 = '' OR partner_id = $1 ORDER BY partner_id, version`, partnerID)
 	if err != nil {
 		return nil, fmt.Errorf("list price terms: %w", err)
 	}
-	return pgx.CollectRows(rows, scanTermsWithLimits)
+	return pgx.CollectRows(rows, scanTerms)
 }
 
+// termsColumns are the price_terms columns scanTerms reads, in its order.
+const termsColumns = `partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency,
+	breakage_share::TEXT, max_outstanding_value::TEXT, max_points_per_txn, max_points_per_member_day`
+
+// scanTerms scans a price_terms row selected with termsColumns.
 func scanTerms(r pgx.CollectableRow) (settlement.PriceTerms, error) {
 	var t settlement.PriceTerms
 	var issue, reimb, share string
-	if err := r.Scan(&t.PartnerID, &t.Version, &t.EffectiveAt, &issue, &reimb, &t.FeeBps, &t.Currency, &share); err != nil {
+	var maxValue *string
+	var maxTxn, maxDay *int64
+	if err := r.Scan(&t.PartnerID, &t.Version, &t.EffectiveAt, &issue, &reimb, &t.FeeBps, &t.Currency, &share,
+		&maxValue, &maxTxn, &maxDay); err != nil {
 		return t, err
 	}
 	for _, f := range []struct {
@@ -82,6 +89,18 @@ func scanTerms(r pgx.CollectableRow) (settlement.PriceTerms, error) {
 		if _, _, err := f.d.SetString(f.s); err != nil {
 			return t, fmt.Errorf("decode decimal %q: %w", f.s, err)
 		}
+	}
+	if maxValue != nil {
+		t.Limits.MaxOutstandingValue = new(apd.Decimal)
+		if _, _, err := t.Limits.MaxOutstandingValue.SetString(*maxValue); err != nil {
+			return t, fmt.Errorf("decode decimal %q: %w", *maxValue, err)
+		}
+	}
+	if maxTxn != nil {
+		t.Limits.MaxPointsPerTransaction = *maxTxn
+	}
+	if maxDay != nil {
+		t.Limits.MaxPointsPerMemberDay = *maxDay
 	}
 	return t, nil
 }

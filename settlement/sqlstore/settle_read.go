@@ -109,7 +109,7 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 			d.Late += f.Txns
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT partner_id, version, effective_at, issue_price::TEXT, reimbursement_rate::TEXT, fee_bps, currency, breakage_share::TEXT FROM price_terms`)
+	rows, err := tx.Query(ctx, `SELECT `+termsColumns+` FROM price_terms`)
 	if err != nil {
 		return d, fmt.Errorf("read price terms: %w", err)
 	}

@@ -63,12 +63,20 @@ func New(cfg Config) (*Store, error) {
 // Open connects a pool to url with at most maxConns connections (0 = pgx's default) and
 // checks the connection.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	return OpenWithTracer(ctx, url, maxConns, nil)
+}
+
+// OpenWithTracer is Open with a pgx tracer on every connection (nil: none), for telemetry.
+func OpenWithTracer(ctx context.Context, url string, maxConns int32, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
