@@ -12,6 +12,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	// TxnRetries counts ledger transaction retries; wire it to sqlstore.RunnerConfig.OnRetry.
 	TxnRetries prometheus.Counter
+	// GroupCommitBatch observes each group-commit batch's size, GroupCommitSplits counts
+	// batches re-applied one command at a time; wire them to sqlstore.GroupCommitConfig.OnBatch.
+	GroupCommitBatch  prometheus.Histogram
+	GroupCommitSplits prometheus.Counter
 	certs      *certExpiry // coalition_certificate_expiry_seconds (certmetrics.go)
 	// settlementRuns counts runs by result (published, failed, error); settlementSeconds
 	// times them.
@@ -38,6 +42,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "coalition_ledger_txn_retries_total",
 			Help: "Ledger transactions re-run after a serialization failure or deadlock.",
 		}),
+		GroupCommitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coalition_ledger_group_commit_batch_size",
+			Help:    "Commands applied per group-commit transaction (replays answered from the key lookup not counted).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32},
+		}),
+		GroupCommitSplits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coalition_ledger_group_commit_splits_total",
+			Help: "Group-commit batches whose transaction failed and whose commands were applied one by one.",
+		}),
 		certs: newCertExpiry(time.Now),
 		settlementRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coalition_settlement_runs_total",
@@ -56,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, result := range []string{"published", "failed", "error"} {
 		m.settlementRuns.WithLabelValues(result) // export zeros, so alerts see the series
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.certs, m.settlementRuns, m.settlementSeconds, m.PartnerExposure} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.TxnRetries, m.GroupCommitBatch, m.GroupCommitSplits, m.certs, m.settlementRuns, m.settlementSeconds, m.PartnerExposure} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,7 @@ type gatewayOptions struct {
 	holdSweepInterval time.Duration
 	partnerCacheTTL   time.Duration
 	maxConns          int32
+	groupCommit       sqlstore.GroupCommitConfig
 	logFormat         string
 	safetyLag         time.Duration
 	// expiry: lot lifetime and the expiry sweeper (expiry.go).
@@ -58,6 +59,12 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.DurationVar(&o.holdSweepInterval, "hold-sweep-interval", time.Second, "how often expired holds are released")
 	f.DurationVar(&o.partnerCacheTTL, "partner-cache-ttl", time.Second, "how long a partner's status is cached")
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
+	f.IntVar(&o.groupCommit.MaxBatch, "group-commit-max-batch", sqlstore.DefaultGroupCommitMaxBatch,
+		fmt.Sprintf("most ledger commands applied in one database transaction (1 turns group commit off, at most %d)", sqlstore.MaxGroupCommitBatch))
+	f.DurationVar(&o.groupCommit.Window, "group-commit-window", 0,
+		"how long a batch waits for more commands while another batch runs (0: never waits; at most 1s)")
+	f.IntVar(&o.groupCommit.Committers, "group-commit-committers", sqlstore.DefaultGroupCommitCommitters,
+		"group-commit batches running at once (database connections they use)")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
 	o.expiry.register(f)
@@ -71,7 +78,16 @@ type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
 // graceful stop bounded by shutdownTimeout, then a hard stop.
 func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
 	var metrics *gateway.Metrics
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, Runner: sqlstore.RunnerConfig{
+	gc := o.groupCommit
+	gc.OnBatch = func(size int, split bool) {
+		if metrics != nil {
+			metrics.GroupCommitBatch.Observe(float64(size))
+			if split {
+				metrics.GroupCommitSplits.Inc()
+			}
+		}
+	}
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, GroupCommit: gc, Runner: sqlstore.RunnerConfig{
 		OnRetry: func(int, error) {
 			if metrics != nil {
 				metrics.TxnRetries.Inc()

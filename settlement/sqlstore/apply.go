@@ -25,8 +25,17 @@ type keyRecord struct {
 	errorMessage *string
 }
 
-// Apply implements settlement.Store.
+// Apply implements settlement.Store: with group commit on (Config.GroupCommit), the command
+// joins a batch (group.go); otherwise it runs in a transaction of its own.
 func (s *Store) Apply(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	if s.group != nil {
+		return s.applyGrouped(ctx, cmd, fp, now)
+	}
+	return s.applyOne(ctx, cmd, fp, now)
+}
+
+// applyOne applies cmd in a transaction of its own.
+func (s *Store) applyOne(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
 	// The key is looked up before the serializable transaction. Inside it, reading a key that
 	// does not exist yet takes a predicate lock on its index page, and every concurrent request
 	// inserting its own key into that page then conflicts with it (PostgreSQL SSI): awards
@@ -38,8 +47,13 @@ func (s *Store) Apply(ctx context.Context, cmd settlement.Command, fp []byte, no
 	if found {
 		return rec.replay(fp)
 	}
+	return s.applyFresh(ctx, cmd, fp, now)
+}
+
+// applyFresh applies cmd, whose key was not found a moment ago, in a transaction of its own.
+func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
 	var out settlement.Outcome
-	err = s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
 		out, err = s.applyTx(ctx, tx, cmd, fp, now)
 		return err
@@ -64,11 +78,17 @@ func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, 
 		return settlement.Outcome{}, err
 	}
 	w := writes{stamp: st}
-	out, err := s.effect(ctx, tx, &w, cmd, now)
+	return s.applyStamped(ctx, tx, &w, cmd, fp, now)
+}
+
+// applyStamped applies cmd's effect with w's stamp and stores its key, sending w's writes in
+// one round trip.
+func (s *Store) applyStamped(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	out, err := s.effect(ctx, tx, w, cmd, now)
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
-	queueOutbox(&w, cmd, out, now) // events commit with the change (outbox.go)
+	queueOutbox(w, cmd, out, now) // events commit with the change (outbox.go)
 	body, err := json.Marshal(out)
 	if err != nil {
 		return settlement.Outcome{}, err

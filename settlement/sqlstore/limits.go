@@ -101,8 +101,12 @@ func pointsValue(points int64, price string) (apd.Decimal, error) {
 // the partner's shards in order and takes from several, or refuses when their sum is short.
 func takeAllowance(ctx context.Context, tx pgx.Tx, w *writes, partnerID string, value apd.Decimal, maxValue string) error {
 	v := value.Text('f')
+	first := w.stamp.exposureShard
+	if first < 0 {
+		first = rand.IntN(exposureShards)
+	}
 	tag, err := tx.Exec(ctx, `UPDATE exposure_shards SET available = available - $3::DECIMAL
-		WHERE partner_id = $1 AND shard = $2 AND available >= $3::DECIMAL`, partnerID, rand.IntN(exposureShards), v)
+		WHERE partner_id = $1 AND shard = $2 AND available >= $3::DECIMAL`, partnerID, first, v)
 	if err != nil {
 		return fmt.Errorf("take allowance: %w", err)
 	}

@@ -64,6 +64,7 @@ type envConfig struct {
 	maxConns    int32 // default 8
 	lotLifetime time.Duration
 	runner      sqlstore.RunnerConfig
+	groupCommit sqlstore.GroupCommitConfig
 	skipVerify  bool // the test breaks the books on purpose
 }
 
@@ -86,7 +87,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		t.Fatalf("Migrate: %v", err)
 	}
 	e := &env{url: url, pool: pool, clock: &clock{now: t0}}
-	e.store = newStore(t, pool, cfg.lotLifetime, cfg.runner)
+	e.store = newGroupStore(t, pool, cfg.lotLifetime, cfg.runner, cfg.groupCommit)
 	e.ledger = e.newLedger(t, e.store)
 	if !cfg.skipVerify {
 		t.Cleanup(func() { e.verify(t) })
@@ -96,7 +97,12 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 
 func newStore(t *testing.T, pool *pgxpool.Pool, lotLifetime time.Duration, runner sqlstore.RunnerConfig) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.New(sqlstore.Config{Pool: pool, LotLifetime: lotLifetime, Runner: runner, Logger: quiet})
+	return newGroupStore(t, pool, lotLifetime, runner, sqlstore.GroupCommitConfig{})
+}
+
+func newGroupStore(t *testing.T, pool *pgxpool.Pool, lotLifetime time.Duration, runner sqlstore.RunnerConfig, gc sqlstore.GroupCommitConfig) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.New(sqlstore.Config{Pool: pool, LotLifetime: lotLifetime, Runner: runner, GroupCommit: gc, Logger: quiet})
 	if err != nil {
 		t.Fatalf("sqlstore.New: %v", err)
 	}

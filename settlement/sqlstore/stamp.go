@@ -21,12 +21,14 @@ type stamp struct {
 	priceVersion int64
 	partnerID    string
 	at           time.Time
+	// exposureShard is the allowance shard an award tries first (limits.go); -1: a random one.
+	exposureShard int
 }
 
 // readStamp reads one settlement_state shard FOR SHARE — so a period close, which updates
 // every shard, waits for this transaction — and the partner's effective price version.
 func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
-	st := stamp{partnerID: partnerID, at: now}
+	st := stamp{partnerID: partnerID, at: now, exposureShard: -1}
 	err := tx.QueryRow(ctx, `SELECT s.open_period,
 			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
 		FROM settlement_state s WHERE s.shard = $1 FOR SHARE`, rand.IntN(stateShards), partnerID, now).

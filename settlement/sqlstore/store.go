@@ -25,6 +25,9 @@ type Config struct {
 	LotLifetime time.Duration // default DefaultLotLifetime
 	// Now is the clock of reads that depend on the time (points expiring soon); default time.Now.
 	Now func() time.Time
+	// GroupCommit applies concurrent commands in shared transactions (group.go); the zero
+	// value turns it on with its defaults, MaxBatch 1 turns it off.
+	GroupCommit GroupCommitConfig
 }
 
 // Store implements settlement.Store on SQL.
@@ -34,6 +37,9 @@ type Store struct {
 	log         *slog.Logger
 	lotLifetime time.Duration
 	now         func() time.Time
+
+	group    *grouper // nil: group commit off
+	groupCfg GroupCommitConfig
 
 	engineMu sync.Mutex
 	engine   string // set by Engine
@@ -57,7 +63,15 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now}, nil
+	gc, err := cfg.GroupCommit.normalize()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now, groupCfg: gc}
+	if gc.MaxBatch > 1 {
+		s.group = newGrouper(gc, s)
+	}
+	return s, nil
 }
 
 // Open connects a pool to url with at most maxConns connections (0 = pgx's default) and
@@ -120,6 +134,9 @@ type writes struct {
 	batch pgx.Batch
 	want  []int64 // expected rows affected per statement; -1 means any
 	what  []string
+	// then are statements sent after the queued ones in the same round trip (a group commit's
+	// next savepoint); they are not counted.
+	then []string
 }
 
 // exec queues a statement expected to affect exactly wantRows rows (-1: any).
@@ -134,6 +151,9 @@ func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
 	if len(w.want) == 0 {
 		return 0, nil
 	}
+	for _, sql := range w.then {
+		w.batch.Queue(sql)
+	}
 	br := tx.SendBatch(ctx, &w.batch)
 	var last int64
 	for i, want := range w.want {
@@ -146,6 +166,12 @@ func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
 		if want >= 0 && last != want {
 			_ = br.Close()
 			return 0, fmt.Errorf("%s: affected %d rows, want %d", w.what[i], last, want)
+		}
+	}
+	for range w.then {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return 0, err
 		}
 	}
 	return last, br.Close()

@@ -1,0 +1,419 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// Group commit defaults and bounds.
+const (
+	DefaultGroupCommitMaxBatch   = 16
+	DefaultGroupCommitCommitters = 4
+	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch runs under its own
+	// savepoint, and PostgreSQL caches at most 64 subtransactions per backend before every
+	// snapshot in the server gets slower (a command refused after writing uses two).
+	MaxGroupCommitBatch = 32
+	// groupBatchTimeout bounds one batch, which runs on its own context: one caller giving up
+	// must not cancel the others' commands.
+	groupBatchTimeout = 30 * time.Second
+)
+
+// GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
+// transaction, in the order they arrived, each under its own savepoint with its own idempotency
+// record and outcome. They share the transaction's BEGIN, its settlement-period read and its
+// COMMIT — one durable WAL flush instead of one per command — and their idempotency keys are
+// looked up in one query.
+//
+// A command refused for a business reason (insufficient points, a limit…) is rolled back to its
+// savepoint and its refusal recorded; the others commit. If the batch transaction itself fails
+// (a serialization conflict, an unexpected database error), every command of it is applied
+// again on its own, with the usual retries, so one command can never fail another. If COMMIT's
+// outcome is unknown, every command of the batch gets settlement.ErrAmbiguousCommit, as a single
+// command would.
+type GroupCommitConfig struct {
+	// MaxBatch is the most commands one transaction applies: 0 means
+	// DefaultGroupCommitMaxBatch, 1 turns group commit off, at most MaxGroupCommitBatch.
+	MaxBatch int
+	// Window is how long a committer holding fewer than MaxBatch commands waits for more before
+	// it starts, and only while another batch is running (the database is busy anyway). Zero
+	// (the default) never waits: a batch is what queued while the committers were busy, so a
+	// lone request at low load starts at once.
+	Window time.Duration
+	// Committers is how many batches run at once (write connections in use); default
+	// DefaultGroupCommitCommitters.
+	Committers int
+	// OnBatch, when set, is told each batch's size (commands that needed the database) and
+	// whether it fell back to applying them one by one (metrics, tests).
+	OnBatch func(size int, split bool)
+}
+
+func (c GroupCommitConfig) normalize() (GroupCommitConfig, error) {
+	if c.MaxBatch < 0 || c.MaxBatch > MaxGroupCommitBatch {
+		return c, fmt.Errorf("sqlstore: group commit batch size %d: want 1 to %d (0: default %d)", c.MaxBatch, MaxGroupCommitBatch, DefaultGroupCommitMaxBatch)
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultGroupCommitMaxBatch
+	}
+	if c.Window < 0 || c.Window > time.Second {
+		return c, fmt.Errorf("sqlstore: group commit window %s: want 0 to 1s", c.Window)
+	}
+	if c.Committers < 0 {
+		return c, fmt.Errorf("sqlstore: group commit committers %d: want a positive number (0: default %d)", c.Committers, DefaultGroupCommitCommitters)
+	}
+	if c.Committers == 0 {
+		c.Committers = DefaultGroupCommitCommitters
+	}
+	return c, nil
+}
+
+// pending is one Apply call waiting for its batch.
+type pending struct {
+	ctx context.Context
+	cmd settlement.Command
+	fp  []byte
+	now time.Time
+
+	done chan struct{}
+	out  settlement.Outcome
+	err  error
+	// set by a batch attempt
+	taken bool // the key was stored by a concurrent request: replay it after COMMIT
+}
+
+func (p *pending) finish(out settlement.Outcome, err error) {
+	p.out, p.err = out, err
+	close(p.done)
+}
+
+// grouper queues Apply calls on cfg.Committers queues and runs each queue's batches on one
+// goroutine, which exists only while its queue has work. A command goes to the queue of its
+// member (or, without one, of its key): commands on one member share a transaction or run one
+// after the other, and concurrent batches rarely write the same rows, which under SERIALIZABLE
+// would fail one of them.
+type grouper struct {
+	cfg   GroupCommitConfig
+	store *Store
+
+	mu      sync.Mutex
+	queues  [][]*pending
+	running []bool
+	busy    int // batches executing
+}
+
+func newGrouper(cfg GroupCommitConfig, s *Store) *grouper {
+	return &grouper{cfg: cfg, store: s, queues: make([][]*pending, cfg.Committers), running: make([]bool, cfg.Committers)}
+}
+
+func (g *grouper) route(cmd settlement.Command) int {
+	h := fnv.New32a()
+	if cmd.MemberID != "" {
+		h.Write([]byte(cmd.MemberID))
+	} else {
+		h.Write([]byte(cmd.PartnerID + "\x00" + cmd.IdempotencyKey))
+	}
+	return int(h.Sum32() % uint32(len(g.queues)))
+}
+
+// submit queues p and starts its queue's committer if none runs.
+func (g *grouper) submit(p *pending) {
+	q := g.route(p.cmd)
+	g.mu.Lock()
+	g.queues[q] = append(g.queues[q], p)
+	start := !g.running[q]
+	g.running[q] = true
+	g.mu.Unlock()
+	if start {
+		go g.commit(q)
+	}
+}
+
+func (g *grouper) commit(q int) {
+	for {
+		batch := g.take(q)
+		if batch == nil {
+			return
+		}
+		g.store.applyBatch(batch, q)
+		g.mu.Lock()
+		g.busy--
+		g.mu.Unlock()
+	}
+}
+
+// take returns queue q's next batch, or nil (and retires its committer) when it is empty.
+func (g *grouper) take(q int) []*pending {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queues[q]) == 0 {
+		g.running[q] = false
+		return nil
+	}
+	if g.cfg.Window > 0 && len(g.queues[q]) < g.cfg.MaxBatch && g.busy > 0 {
+		deadline := time.Now().Add(g.cfg.Window)
+		for len(g.queues[q]) < g.cfg.MaxBatch && g.busy > 0 && time.Now().Before(deadline) {
+			g.mu.Unlock()
+			time.Sleep(min(g.cfg.Window/4+time.Microsecond, time.Until(deadline)))
+			g.mu.Lock()
+		}
+	}
+	n := min(len(g.queues[q]), g.cfg.MaxBatch)
+	batch := make([]*pending, n)
+	copy(batch, g.queues[q])
+	clear(g.queues[q][:n])
+	g.queues[q] = g.queues[q][n:]
+	g.busy++
+	return batch
+}
+
+// withdraw removes p from its queue if no batch has taken it yet.
+func (g *grouper) withdraw(p *pending) bool {
+	q := g.route(p.cmd)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, x := range g.queues[q] {
+		if x == p {
+			g.queues[q] = append(g.queues[q][:i], g.queues[q][i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// applyGrouped queues the command for a batch and waits for its outcome. A caller that gives
+// up while the command is still queued withdraws it (nothing happened); once its batch runs,
+// the caller waits for the batch and gets the real outcome.
+func (s *Store) applyGrouped(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	p := &pending{ctx: ctx, cmd: cmd, fp: fp, now: now, done: make(chan struct{})}
+	s.group.submit(p)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		if s.group.withdraw(p) {
+			return settlement.Outcome{}, ctx.Err() // never applied
+		}
+		<-p.done // its batch is running: wait for the real outcome, bounded by groupBatchTimeout
+	}
+	return p.out, p.err
+}
+
+// applyBatch applies a batch: replays answered from one key lookup, the rest in one
+// transaction; see GroupCommitConfig for what happens on failures.
+func (s *Store) applyBatch(batch []*pending, committer int) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupBatchTimeout)
+	defer cancel()
+	live := batch[:0:0]
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.finish(settlement.Outcome{}, err) // gave up before its batch started: nothing happened
+			continue
+		}
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return
+	}
+	recs, err := s.lookupKeys(ctx, live)
+	if err != nil {
+		for _, p := range live {
+			p.finish(settlement.Outcome{}, err)
+		}
+		return
+	}
+	todo := live[:0:0]
+	for i, p := range live {
+		if rec, ok := recs[i]; ok {
+			p.finish(rec.replay(p.fp))
+			continue
+		}
+		todo = append(todo, p)
+	}
+	switch len(todo) {
+	case 0:
+		return
+	case 1:
+		s.applySingle(ctx, todo[0])
+		s.reportBatch(1, false)
+		return
+	}
+	err = s.runner.once(ctx, func(ctx context.Context, tx pgx.Tx) error { return s.batchTx(ctx, tx, todo, committer) })
+	switch {
+	case err == nil:
+		s.reportBatch(len(todo), false)
+		for _, p := range todo {
+			if p.taken {
+				p.finish(s.replay(ctx, p.cmd, p.fp))
+			} else {
+				close(p.done)
+			}
+		}
+	case errors.Is(err, settlement.ErrAmbiguousCommit):
+		s.reportBatch(len(todo), false)
+		for _, p := range todo {
+			p.finish(settlement.Outcome{}, err)
+		}
+	default:
+		// Nothing of the batch committed. Apply each command alone, with the runner's retries,
+		// so a conflict or a fault of one command cannot fail the others.
+		s.reportBatch(len(todo), true)
+		var wg sync.WaitGroup
+		for _, p := range todo {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.applySingle(ctx, p)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (s *Store) reportBatch(size int, split bool) {
+	if s.groupCfg.OnBatch != nil {
+		s.groupCfg.OnBatch(size, split)
+	}
+}
+
+// applySingle applies p, whose key the batch did not find, in its own transaction.
+func (s *Store) applySingle(ctx context.Context, p *pending) {
+	p.finish(s.applyFresh(ctx, p.cmd, p.fp, p.now))
+}
+
+// savepoint names the savepoint of the i-th command of a batch. Names are distinct, so rolling
+// back to command i's savepoint also discards the later ones.
+func savepoint(i int) string { return "group_cmd_" + strconv.Itoa(i) }
+
+// batchTx is one attempt at a batch: one settlement stamp read for all, then each command
+// under its own savepoint. It sets each pending's out/err (or taken); a returned error means
+// the whole transaction must not commit.
+func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer int) error {
+	stamps, err := readStamps(ctx, tx, ps, committer%exposureShards)
+	if err != nil {
+		return err
+	}
+	for i, p := range ps {
+		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
+		w := writes{stamp: stamps[i], then: []string{"SAVEPOINT " + savepoint(i+1)}}
+		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
+		switch {
+		case err == nil:
+			p.out = out
+			continue
+		case errors.Is(err, errKeyTaken):
+			p.taken = true
+		case settlement.IsRecorded(err):
+			p.err = err
+		default:
+			return err
+		}
+		// Undo this command's writes (and the next savepoint, sent after them), then record
+		// its refusal under its key, in the same transaction as the others.
+		var b pgx.Batch
+		b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
+		var inserted int64
+		if p.err != nil {
+			de, _ := settlement.AsError(p.err)
+			b.Queue(`INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
+				p.cmd.PartnerID, p.cmd.IdempotencyKey, string(p.cmd.Op), p.fp, de.Reason, p.err.Error(), p.now).Exec(func(tag pgconn.CommandTag) error {
+				inserted = tag.RowsAffected()
+				return nil
+			})
+		}
+		b.Queue("SAVEPOINT " + savepoint(i+1))
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return fmt.Errorf("roll back refused command: %w", err)
+		}
+		if p.err != nil && inserted != 1 {
+			p.err, p.taken = nil, true // a concurrent request stored the key first: its record wins
+		}
+	}
+	return nil
+}
+
+// readStamps reads one settlement_state shard FOR SHARE (see readStamp) and each command's
+// partner price version at its time, in one round trip, and sets the first savepoint. The
+// batch's awards take exposure allowance from exposureShard first (its committer's own), so
+// concurrent batches do not update the same shard.
+func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int) ([]*stamp, error) {
+	partners := make([]string, len(ps))
+	ats := make([]time.Time, len(ps))
+	for i, p := range ps {
+		partners[i], ats[i] = p.cmd.PartnerID, p.now
+	}
+	stamps := make([]*stamp, len(ps))
+	var b pgx.Batch
+	b.Queue(`SELECT r.ord, s.open_period,
+			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = r.partner AND p.effective_at <= r.at), 0)
+		FROM settlement_state s, unnest($2::TEXT[], $3::TIMESTAMPTZ[]) WITH ORDINALITY AS r (partner, at, ord)
+		WHERE s.shard = $1 ORDER BY r.ord FOR SHARE OF s`, rand.IntN(stateShards), partners, ats).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ord, period, version int64
+			if err := rows.Scan(&ord, &period, &version); err != nil {
+				return err
+			}
+			if ord < 1 || ord > int64(len(ps)) {
+				return fmt.Errorf("stamp row %d of %d", ord, len(ps))
+			}
+			stamps[ord-1] = &stamp{period: period, priceVersion: version, partnerID: partners[ord-1], at: ats[ord-1], exposureShard: exposureShard}
+		}
+		return rows.Err()
+	})
+	b.Queue("SAVEPOINT " + savepoint(0))
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("read settlement period: %w", err)
+	}
+	for i, st := range stamps {
+		if st == nil {
+			return nil, fmt.Errorf("read settlement period: no stamp for command %d", i)
+		}
+	}
+	return stamps, nil
+}
+
+// lookupKeys reads the idempotency records of a batch's keys in one READ COMMITTED read-only
+// round trip (see lookupKey); the result is indexed like ps.
+func (s *Store) lookupKeys(ctx context.Context, ps []*pending) (map[int]keyRecord, error) {
+	partners := make([]string, len(ps))
+	keys := make([]string, len(ps))
+	for i, p := range ps {
+		partners[i], keys[i] = p.cmd.PartnerID, p.cmd.IdempotencyKey
+	}
+	found := map[int]keyRecord{}
+	var b pgx.Batch
+	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY`)
+	// LATERAL … LIMIT 1 keeps one primary-key lookup per key: as a plain semi-join, a cached
+	// generic plan (which cannot know the arrays are short) scanned the whole table.
+	b.Queue(`SELECT r.ord, k.fingerprint, k.outcome, k.error_reason, k.error_message
+		FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS r (partner, key, ord),
+		LATERAL (SELECT x.fingerprint, x.outcome, x.error_reason, x.error_message FROM idempotency_keys x
+			WHERE x.partner_id = r.partner AND x.key = r.key LIMIT 1) AS k`, partners, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ord int
+			var r keyRecord
+			if err := rows.Scan(&ord, &r.fingerprint, &r.outcome, &r.errorReason, &r.errorMessage); err != nil {
+				return err
+			}
+			if ord < 1 || ord > len(ps) {
+				return fmt.Errorf("key row %d of %d", ord, len(ps))
+			}
+			found[ord-1] = r
+		}
+		return rows.Err()
+	})
+	b.Queue(`COMMIT`)
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	return found, nil
+}

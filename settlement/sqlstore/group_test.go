@@ -1,0 +1,154 @@
+package sqlstore_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coalitionexchange/coalition/settlement"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore"
+)
+
+// batchLog records what OnBatch was told.
+type batchLog struct {
+	mu      sync.Mutex
+	sizes   []int
+	splits  int
+	biggest atomic.Int64
+}
+
+func (b *batchLog) config(committers int) sqlstore.GroupCommitConfig {
+	return sqlstore.GroupCommitConfig{Committers: committers, OnBatch: func(size int, split bool) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.sizes = append(b.sizes, size)
+		if split {
+			b.splits++
+		}
+		if int64(size) > b.biggest.Load() {
+			b.biggest.Store(int64(size))
+		}
+	}}
+}
+
+// One batch, one transaction: refusals are rolled back to their savepoint and recorded, the
+// other commands commit, later commands see earlier ones, and a key stored by an earlier
+// command of the batch replays.
+func TestGroupCommitBatchIsolatesRefusals(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1)})
+	e.must(t, award(acme, "G-1", "seed", 100))
+	log.sizes = nil
+
+	cmds := []settlement.Command{
+		award(acme, "G-1", "g-award", 40),         // 0: ok, G-1 = 140
+		redeem(bean, "G-nobody", "g-unknown", 10), // 1: MEMBER_NOT_FOUND
+		redeem(bean, "G-1", "g-too-much", 1000),   // 2: INSUFFICIENT_POINTS, nothing of it stays
+		redeem(bean, "G-1", "g-redeem", 140),      // 3: ok, sees command 0's award
+		award(fuel, "G-2", "g-new-member", 7),     // 4: ok, enrolls G-2
+		award(acme, "G-1", "g-award", 40),         // 5: same key as 0: replays it
+	}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	for _, i := range []int{0, 3, 4} {
+		if errs[i] != nil || outs[i].Replayed || outs[i].Transaction.ID == "" {
+			t.Errorf("command %d: got (%+v, %v), want a first application", i, outs[i], errs[i])
+		}
+	}
+	if !errors.Is(errs[1], settlement.ErrMemberNotFound) {
+		t.Errorf("command 1: got %v, want MEMBER_NOT_FOUND", errs[1])
+	}
+	if !errors.Is(errs[2], settlement.ErrInsufficientPoints) {
+		t.Errorf("command 2: got %v, want INSUFFICIENT_POINTS", errs[2])
+	}
+	if errs[5] != nil || !outs[5].Replayed || outs[5].Transaction.ID != outs[0].Transaction.ID {
+		t.Errorf("command 5: got (%+v, %v), want a replay of command 0 (%s)", outs[5], errs[5], outs[0].Transaction.ID)
+	}
+	if log.splits != 0 || len(log.sizes) != 1 || log.sizes[0] != len(cmds) {
+		t.Errorf("batches %v, %d split; want one batch of %d, not split", log.sizes, log.splits, len(cmds))
+	}
+	e.wantBalance(t, "G-1", 0, 0) // 100 + 40 - 140
+	e.wantBalance(t, "G-2", 7, 0)
+	// Every command has its own record: refusals replay as refusals, successes as successes.
+	if _, err := e.apply(t, cmds[2]); !errors.Is(err, settlement.ErrInsufficientPoints) || !isReplayed(err) {
+		t.Errorf("retry of command 2: %v, want its recorded INSUFFICIENT_POINTS", err)
+	}
+	if _, err := e.apply(t, cmds[1]); !errors.Is(err, settlement.ErrMemberNotFound) || !isReplayed(err) {
+		t.Errorf("retry of command 1: %v, want its recorded MEMBER_NOT_FOUND", err)
+	}
+	if out, err := e.apply(t, cmds[3]); err != nil || !out.Replayed || out.Transaction.ID != outs[3].Transaction.ID {
+		t.Errorf("retry of command 3: (%+v, %v), want a replay of %s", out, err, outs[3].Transaction.ID)
+	}
+	if n := e.queryInt(t, `SELECT count(*) FROM idempotency_keys WHERE key LIKE 'g-%'`); n != 5 {
+		t.Errorf("%d idempotency records for the batch's 5 keys", n)
+	}
+}
+
+// A batch whose transaction fails for a reason that is not a business refusal is applied again
+// one command at a time: the faulty command gets its own error, the others commit once.
+func TestGroupCommitBatchFailureFallsBackToSingles(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1)})
+	broken := award(acme, "F-1", "f-broken", 5)
+	broken.Op = "teleport" // never valid: the store's effect fails with a system error
+	cmds := []settlement.Command{award(acme, "F-1", "f-1", 10), broken, award(bean, "F-2", "f-2", 20)}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if errs[0] != nil || errs[2] != nil || outs[0].Replayed || outs[2].Replayed {
+		t.Fatalf("healthy commands: %v, %v; want both applied", errs[0], errs[2])
+	}
+	if errs[1] == nil || settlement.IsRecorded(errs[1]) {
+		t.Errorf("broken command: %v, want an unrecorded system error", errs[1])
+	}
+	if log.splits != 1 {
+		t.Errorf("%d splits, want the batch split once", log.splits)
+	}
+	e.wantBalance(t, "F-1", 10, 0) // once
+	e.wantBalance(t, "F-2", 20, 0)
+	if n := e.queryInt(t, `SELECT count(*) FROM idempotency_keys WHERE key = 'f-broken'`); n != 0 {
+		t.Errorf("the broken command left %d records", n)
+	}
+}
+
+// Under concurrency, commands do share transactions, and the books are exact: 48 callers
+// award 10 points 20 times each to 8 members and redeem 5 points from them.
+func TestGroupCommitConcurrentCallersShareTransactions(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{maxConns: 8, groupCommit: log.config(2)})
+	const callers, rounds = 48, 20
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				m := fmt.Sprintf("CC-%d", c%8)
+				if _, err := e.apply(t, award([]string{acme, bean, fuel}[i%3], m, fmt.Sprintf("cc-a-%d-%d", c, i), 10)); err != nil {
+					t.Errorf("award: %v", err)
+					failed.Add(1)
+				}
+				if _, err := e.apply(t, redeem(bean, m, fmt.Sprintf("cc-r-%d-%d", c, i), 5)); err != nil {
+					t.Errorf("redeem: %v", err)
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	if total, want := e.queryInt(t, `SELECT sum(posted) FROM members WHERE id LIKE 'CC-%'`), int64(callers*rounds*5); total != want {
+		t.Errorf("members hold %d points, want %d", total, want)
+	}
+	if log.biggest.Load() < 2 {
+		t.Errorf("largest batch %d: 48 concurrent callers on 2 committers never shared a transaction", log.biggest.Load())
+	}
+	t.Logf("batches: %d, largest %d, split %d", len(log.sizes), log.biggest.Load(), log.splits)
+}
+
+func isReplayed(err error) bool {
+	var r *settlement.ReplayedError
+	return errors.As(err, &r)
+}
