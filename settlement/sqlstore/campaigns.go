@@ -37,11 +37,7 @@ type applicable struct {
 // taken first (a conditional upsert of one row per member), then the budget (one random shard,
 // several only when that one cannot cover it); a bonus larger than what is left of either gets
 // what is left, so neither is ever exceeded.
-func (s *Store) applyCampaigns(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, out *settlement.Outcome, now time.Time) error {
-	camps, err := readApplicable(ctx, tx, cmd.PartnerID, now)
-	if err != nil {
-		return err
-	}
+func (s *Store) applyCampaigns(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, camps []applicable, out *settlement.Outcome, now time.Time) error {
 	for _, a := range camps {
 		c := a.campaign
 		want := c.BonusPoints(cmd.Points)
@@ -75,20 +71,19 @@ func (s *Store) applyCampaigns(ctx context.Context, tx pgx.Tx, w *writes, cmd se
 	return nil
 }
 
-// readApplicable reads the campaigns that apply to an award by partnerID at now, with their
-// sponsors' shares and price versions in force.
-func readApplicable(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) ([]applicable, error) {
-	rows, err := tx.Query(ctx, `SELECT c.id, COALESCE(c.multiplier::TEXT, ''), COALESCE(c.fixed_bonus_points, 0),
+// applicableSQL selects the campaigns that apply to an award by partner $1 at $2 (at most $3),
+// with their sponsors' shares and price versions in force; award reads it with the partner's
+// limits in one round trip (points.go).
+const applicableSQL = `SELECT c.id, COALESCE(c.multiplier::TEXT, ''), COALESCE(c.fixed_bonus_points, 0),
 			c.min_base_points, c.member_cap_points, c.lot_lifetime_ms,
 			(SELECT string_agg(s.partner_id || ':' || s.share_bps::TEXT || ':' ||
 				COALESCE((SELECT max(t.version) FROM price_terms t WHERE t.partner_id = s.partner_id AND t.effective_at <= $2), 0)::TEXT,
 				',' ORDER BY s.partner_id) FROM campaign_sponsors s WHERE s.campaign_id = c.id)
 		FROM campaign_partners p JOIN campaigns c ON c.id = p.campaign_id
 		WHERE p.partner_id = $1 AND c.status = 'active' AND c.starts_at <= $2 AND c.ends_at > $2
-		ORDER BY c.id LIMIT $3`, partnerID, now, maxCampaignsPerAward)
-	if err != nil {
-		return nil, fmt.Errorf("read campaigns: %w", err)
-	}
+		ORDER BY c.id LIMIT $3`
+
+func scanApplicable(rows pgx.Rows) ([]applicable, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (applicable, error) {
 		var a applicable
 		var multiplier string

@@ -22,6 +22,11 @@ const exposureShards = 16
 // prices, never rounded.
 var exact = apd.BaseContext.WithPrecision(40)
 
+// limitsSQL reads termsLimits of partner $1's terms version $2.
+const limitsSQL = `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
+		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
+	FROM price_terms p WHERE p.partner_id = $1 AND p.version = $2`
+
 // termsLimits is what an award reads of its partner's limits, in the stamped version.
 type termsLimits struct {
 	maxValue, price, provisioned *string
@@ -29,19 +34,12 @@ type termsLimits struct {
 }
 
 // checkAwardLimits refuses an award that would cross one of the awarding partner's exposure
-// limits (issue 7). It runs first in the award transaction, so a refusal changes nothing.
+// limits (issue 7), read with limitsSQL (nil: the partner has no terms). It runs first in the
+// award transaction, so a refusal changes nothing.
 // Errors: settlement.ErrPartnerLimitExceeded, settlement.ErrMemberLimitExceeded.
-func (s *Store) checkAwardLimits(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) error {
-	var l termsLimits
-	err := tx.QueryRow(ctx, `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
-			(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
-		FROM price_terms p WHERE p.partner_id = $1 AND p.version = $2`, cmd.PartnerID, w.stamp.priceVersion).
-		Scan(&l.maxValue, &l.maxTxn, &l.maxDay, &l.price, &l.provisioned)
-	if errors.Is(err, pgx.ErrNoRows) {
+func (s *Store) checkAwardLimits(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, l *termsLimits, now time.Time) error {
+	if l == nil {
 		return nil // no terms, no limits
-	}
-	if err != nil {
-		return fmt.Errorf("read limits: %w", err)
 	}
 	if l.maxTxn != nil && cmd.Points > *l.maxTxn {
 		return fmt.Errorf("%w: %d points, at most %d per transaction", settlement.ErrPartnerLimitExceeded, cmd.Points, *l.maxTxn)

@@ -17,13 +17,17 @@ const lotPageSize = 200
 // award credits a new lot issued by the caller, enrolling the member on first award. A member
 // in debt (a reversed award whose points were already spent) pays it back from this lot first.
 func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
-	if err := s.checkAwardLimits(ctx, tx, w, cmd, now); err != nil {
+	limits, camps, err := readAwardTerms(ctx, tx, cmd.PartnerID, w.stamp.priceVersion, now)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	if err := s.checkAwardLimits(ctx, tx, w, cmd, limits, now); err != nil {
 		return settlement.Outcome{}, err
 	}
 	var bal settlement.Balance
 	var status string
 	var repaid int64
-	err := tx.QueryRow(ctx, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
+	err = tx.QueryRow(ctx, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
 		ON CONFLICT (id) DO UPDATE SET
 			posted = members.posted + excluded.posted,
 			debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
@@ -57,10 +61,39 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
 		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
 	out := settlement.Outcome{Transaction: t, Balance: bal}
-	if err := s.applyCampaigns(ctx, tx, w, cmd, &out, now); err != nil {
+	if err := s.applyCampaigns(ctx, tx, w, cmd, camps, &out, now); err != nil {
 		return settlement.Outcome{}, err
 	}
 	return out, nil
+}
+
+// readAwardTerms reads, in one round trip, the awarding partner's limits in the stamped terms
+// version (nil without terms) and the campaigns that apply at now.
+func readAwardTerms(ctx context.Context, tx pgx.Tx, partnerID string, version int64, now time.Time) (*termsLimits, []applicable, error) {
+	var l termsLimits
+	found := false
+	var camps []applicable
+	var b pgx.Batch
+	b.Queue(limitsSQL, partnerID, version).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&l.maxValue, &l.maxTxn, &l.maxDay, &l.price, &l.provisioned)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	b.Queue(applicableSQL, partnerID, now, maxCampaignsPerAward).Query(func(rows pgx.Rows) error {
+		var err error
+		camps, err = scanApplicable(rows)
+		return err
+	})
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("read limits and campaigns: %w", err)
+	}
+	if !found {
+		return nil, camps, nil
+	}
+	return &l, camps, nil
 }
 
 // redeem spends points at the caller: the balance is debited only if enough is available
