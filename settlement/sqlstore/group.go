@@ -19,7 +19,7 @@ import (
 // Group commit defaults and bounds.
 const (
 	DefaultGroupCommitMaxBatch   = 16
-	DefaultGroupCommitCommitters = 4
+	DefaultGroupCommitCommitters = 2
 	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch runs under its own
 	// savepoint, and PostgreSQL caches at most 64 subtransactions per backend before every
 	// snapshot in the server gets slower (a command refused after writing uses two).
@@ -27,6 +27,9 @@ const (
 	// groupBatchTimeout bounds one batch, which runs on its own context: one caller giving up
 	// must not cancel the others' commands.
 	groupBatchTimeout = 30 * time.Second
+	// groupBatchAttempts is how often a batch runs after serialization failures before its
+	// commands are applied one by one.
+	groupBatchAttempts = 3
 )
 
 // GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
@@ -37,8 +40,9 @@ const (
 //
 // A command refused for a business reason (insufficient points, a limit…) is rolled back to its
 // savepoint and its refusal recorded; the others commit. If the batch transaction itself fails
-// (a serialization conflict, an unexpected database error), every command of it is applied
-// again on its own, with the usual retries, so one command can never fail another. If COMMIT's
+// (an unexpected database error, or serialization conflicts three times running), every command
+// of it is applied again on its own, with the usual retries, so one command can never fail
+// another. If COMMIT's
 // outcome is unknown, every command of the batch gets settlement.ErrAmbiguousCommit, as a single
 // command would.
 type GroupCommitConfig struct {
@@ -246,7 +250,20 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 		s.reportBatch(1, false)
 		return
 	}
-	err = s.runner.once(ctx, func(ctx context.Context, tx pgx.Tx) error { return s.batchTx(ctx, tx, todo, committer) })
+	for attempt := 1; ; attempt++ {
+		err = s.runner.once(ctx, func(ctx context.Context, tx pgx.Tx) error { return s.batchTx(ctx, tx, todo, committer) })
+		if attempt == groupBatchAttempts || !isSerializationFailure(err) {
+			break
+		}
+		// Conflicts between batches are PostgreSQL SSI's page-granular read locks, mostly: the
+		// batch again costs one transaction where splitting it costs one per command.
+		if s.runner.cfg.OnRetry != nil {
+			s.runner.cfg.OnRetry(attempt, err)
+		}
+		if err := s.runner.sleep(ctx, attempt); err != nil {
+			break
+		}
+	}
 	switch {
 	case err == nil:
 		s.reportBatch(len(todo), false)
@@ -287,6 +304,13 @@ func (s *Store) reportBatch(size int, split bool) {
 // applySingle applies p, whose key the batch did not find, in its own transaction.
 func (s *Store) applySingle(ctx context.Context, p *pending) {
 	p.finish(s.applyFresh(ctx, p.cmd, p.fp, p.now))
+}
+
+// isSerializationFailure reports a SQLSTATE 40001 (or a deadlock, which retryable presents
+// as one).
+func isSerializationFailure(err error) bool {
+	var coded interface{ SQLState() string }
+	return errors.As(err, &coded) && coded.SQLState() == sqlstateSerializationFailure
 }
 
 // savepoint names the savepoint of the i-th command of a batch. Names are distinct, so rolling
@@ -342,7 +366,8 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 }
 
 // readStamps reads one settlement_state shard FOR SHARE (see readStamp) and each command's
-// partner price version at its time, in one round trip, and sets the first savepoint. The
+// partner price version at its time, in one round trip, with the awards' limits and
+// campaigns (readAwardTerms, read ahead), and sets the first savepoint. The
 // batch's awards take exposure allowance from exposureShard first (its committer's own), so
 // concurrent batches do not update the same shard.
 func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int) ([]*stamp, error) {
@@ -369,6 +394,13 @@ func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int
 		}
 		return rows.Err()
 	})
+	terms := make([]*awardTerms, len(ps))
+	for i, p := range ps {
+		if p.cmd.Op == settlement.OpAward {
+			terms[i] = &awardTerms{}
+			queueAwardTerms(&b, terms[i], p.cmd.PartnerID, p.now)
+		}
+	}
 	b.Queue("SAVEPOINT " + savepoint(0))
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("read settlement period: %w", err)
@@ -377,6 +409,7 @@ func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int
 		if st == nil {
 			return nil, fmt.Errorf("read settlement period: no stamp for command %d", i)
 		}
+		st.awardTerms = terms[i]
 	}
 	return stamps, nil
 }

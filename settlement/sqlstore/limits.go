@@ -27,6 +27,12 @@ const limitsSQL = `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p
 		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
 	FROM price_terms p WHERE p.partner_id = $1 AND p.version = $2`
 
+// limitsAtSQL is limitsSQL for the version of partner $1's terms in force at $2.
+const limitsAtSQL = `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
+		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
+	FROM price_terms p WHERE p.partner_id = $1
+	  AND p.version = (SELECT max(v.version) FROM price_terms v WHERE v.partner_id = $1 AND v.effective_at <= $2)`
+
 // termsLimits is what an award reads of its partner's limits, in the stamped version.
 type termsLimits struct {
 	maxValue, price, provisioned *string

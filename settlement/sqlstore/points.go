@@ -17,7 +17,10 @@ const lotPageSize = 200
 // award credits a new lot issued by the caller, enrolling the member on first award. A member
 // in debt (a reversed award whose points were already spent) pays it back from this lot first.
 func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
-	limits, camps, err := readAwardTerms(ctx, tx, cmd.PartnerID, w.stamp.priceVersion, now)
+	limits, camps, err := w.stamp.awardTerms.get()
+	if err != nil {
+		limits, camps, err = readAwardTerms(ctx, tx, cmd.PartnerID, w.stamp.priceVersion, now)
+	}
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
@@ -94,6 +97,45 @@ func readAwardTerms(ctx context.Context, tx pgx.Tx, partnerID string, version in
 		return nil, camps, nil
 	}
 	return &l, camps, nil
+}
+
+// awardTerms are readAwardTerms' results read ahead for a group-commit batch (group.go).
+type awardTerms struct {
+	limits *termsLimits
+	camps  []applicable
+}
+
+// errNotReadAhead makes award read its terms itself.
+var errNotReadAhead = errors.New("award terms not read ahead")
+
+// get returns the terms read ahead, or errNotReadAhead when there are none or when the partner
+// has exposure limits: an earlier award of the batch may have provisioned its allowance since.
+func (a *awardTerms) get() (*termsLimits, []applicable, error) {
+	if a == nil || a.limits != nil && (a.limits.maxValue != nil || a.limits.provisioned != nil) {
+		return nil, nil, errNotReadAhead
+	}
+	return a.limits, a.camps, nil
+}
+
+// queueAwardTerms queues readAwardTerms' two queries for partnerID at time at (the price
+// version in force then) on b, to fill t.
+func queueAwardTerms(b *pgx.Batch, t *awardTerms, partnerID string, at time.Time) {
+	var l termsLimits
+	b.Queue(limitsAtSQL, partnerID, at).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&l.maxValue, &l.maxTxn, &l.maxDay, &l.price, &l.provisioned)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err == nil {
+			t.limits = &l
+		}
+		return err
+	})
+	b.Queue(applicableSQL, partnerID, at, maxCampaignsPerAward).Query(func(rows pgx.Rows) error {
+		var err error
+		t.camps, err = scanApplicable(rows)
+		return err
+	})
 }
 
 // redeem spends points at the caller: the balance is debited only if enough is available

@@ -23,6 +23,8 @@ type stamp struct {
 	at           time.Time
 	// exposureShard is the allowance shard an award tries first (limits.go); -1: a random one.
 	exposureShard int
+	// awardTerms, when set, are the award's limits and campaigns read ahead (group.go).
+	awardTerms *awardTerms
 }
 
 // readStamp reads one settlement_state shard FOR SHARE — so a period close, which updates
