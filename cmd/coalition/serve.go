@@ -63,8 +63,8 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 		fmt.Sprintf("most ledger commands applied in one database transaction (1 turns group commit off, at most %d)", sqlstore.MaxGroupCommitBatch))
 	f.DurationVar(&o.groupCommit.Window, "group-commit-window", 0,
 		"how long a batch waits for more commands while another batch runs (0: never waits; at most 1s)")
-	f.IntVar(&o.groupCommit.Committers, "group-commit-committers", sqlstore.DefaultGroupCommitCommitters,
-		"group-commit batches running at once (database connections they use)")
+	f.IntVar(&o.groupCommit.Committers, "group-commit-committers", 0,
+		"group-commit batches running at once (database connections they use); 0: 1 on PostgreSQL, 4 on CockroachDB")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
 	o.expiry.register(f)

@@ -96,6 +96,13 @@ func (s *Store) applyStamped(ctx context.Context, tx pgx.Tx, w *writes, cmd sett
 	w.exec("insert idempotency key", -1, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (partner_id, key) DO NOTHING`,
 		cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, body, now)
+	if w.deferTo != nil {
+		// Sent later with other awards' writes: a key stored meanwhile by a concurrent request
+		// then fails the whole batch, whose commands run again one by one (group.go).
+		w.want[len(w.want)-1] = 1
+		w.moveTo(w.deferTo)
+		return out, nil
+	}
 	inserted, err := w.send(ctx, tx)
 	if err != nil {
 		return settlement.Outcome{}, err

@@ -18,8 +18,13 @@ import (
 
 // Group commit defaults and bounds.
 const (
-	DefaultGroupCommitMaxBatch   = 16
-	DefaultGroupCommitCommitters = 2
+	DefaultGroupCommitMaxBatch = 32
+	// Committers when GroupCommitConfig.Committers is 0: on PostgreSQL one, because SSI locks
+	// index pages a transaction reads, so two concurrent batches of random members conflicted
+	// in about a quarter of them (measured); CockroachDB tracks read key spans instead, and
+	// more committers keep more of a cluster busy.
+	defaultCommittersPostgreSQL = 1
+	defaultCommittersCockroach  = 4
 	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch runs under its own
 	// savepoint, and PostgreSQL caches at most 64 subtransactions per backend before every
 	// snapshot in the server gets slower (a command refused after writing uses two).
@@ -54,8 +59,8 @@ type GroupCommitConfig struct {
 	// (the default) never waits: a batch is what queued while the committers were busy, so a
 	// lone request at low load starts at once.
 	Window time.Duration
-	// Committers is how many batches run at once (write connections in use); default
-	// DefaultGroupCommitCommitters.
+	// Committers is how many batches run at once (write connections in use); 0 means 1 on
+	// PostgreSQL and 4 on CockroachDB.
 	Committers int
 	// OnBatch, when set, is told each batch's size (commands that needed the database) and
 	// whether it fell back to applying them one by one (metrics, tests).
@@ -72,11 +77,8 @@ func (c GroupCommitConfig) normalize() (GroupCommitConfig, error) {
 	if c.Window < 0 || c.Window > time.Second {
 		return c, fmt.Errorf("sqlstore: group commit window %s: want 0 to 1s", c.Window)
 	}
-	if c.Committers < 0 {
-		return c, fmt.Errorf("sqlstore: group commit committers %d: want a positive number (0: default %d)", c.Committers, DefaultGroupCommitCommitters)
-	}
-	if c.Committers == 0 {
-		c.Committers = DefaultGroupCommitCommitters
+	if c.Committers < 0 || c.Committers > 256 {
+		return c, fmt.Errorf("sqlstore: group commit committers %d: want 1 to 256 (0: by database engine)", c.Committers)
 	}
 	return c, nil
 }
@@ -116,7 +118,39 @@ type grouper struct {
 }
 
 func newGrouper(cfg GroupCommitConfig, s *Store) *grouper {
-	return &grouper{cfg: cfg, store: s, queues: make([][]*pending, cfg.Committers), running: make([]bool, cfg.Committers)}
+	g := &grouper{cfg: cfg, store: s}
+	if cfg.Committers > 0 {
+		g.size(cfg.Committers)
+	}
+	return g
+}
+
+func (g *grouper) size(n int) {
+	g.queues, g.running = make([][]*pending, n), make([]bool, n)
+}
+
+// sized makes sure the queues exist, sized by the engine when Committers is 0.
+func (g *grouper) sized(ctx context.Context) error {
+	g.mu.Lock()
+	ok := g.queues != nil
+	g.mu.Unlock()
+	if ok {
+		return nil
+	}
+	engine, err := g.store.Engine(ctx)
+	if err != nil {
+		return fmt.Errorf("group commit: %w", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.queues == nil {
+		n := defaultCommittersPostgreSQL
+		if engine == EngineCockroach {
+			n = defaultCommittersCockroach
+		}
+		g.size(n)
+	}
+	return nil
 }
 
 func (g *grouper) route(cmd settlement.Command) int {
@@ -198,6 +232,9 @@ func (g *grouper) withdraw(p *pending) bool {
 // up while the command is still queued withdraws it (nothing happened); once its batch runs,
 // the caller waits for the batch and gets the real outcome.
 func (s *Store) applyGrouped(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	if err := s.group.sized(ctx); err != nil {
+		return settlement.Outcome{}, err
+	}
 	p := &pending{ctx: ctx, cmd: cmd, fp: fp, now: now, done: make(chan struct{})}
 	s.group.submit(p)
 	select {
@@ -283,15 +320,9 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 		// Nothing of the batch committed. Apply each command alone, with the runner's retries,
 		// so a conflict or a fault of one command cannot fail the others.
 		s.reportBatch(len(todo), true)
-		var wg sync.WaitGroup
-		for _, p := range todo {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.applySingle(ctx, p)
-			}()
+		for _, p := range todo { // in arrival order, as the batch would have
+			s.applySingle(ctx, p)
 		}
-		wg.Wait()
 	}
 }
 
@@ -325,13 +356,43 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 	if err != nil {
 		return err
 	}
+	// Savepoint n exists (and is the newest) once established == n; readStamps set 0.
+	established := 0
+	// deferred holds the writes of plain awards (fastAward), sent together before the next
+	// command that may read them and before COMMIT.
+	var deferred writes
 	for i, p := range ps {
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-		w := writes{stamp: stamps[i], then: []string{"SAVEPOINT " + savepoint(i+1)}}
+		w := writes{stamp: stamps[i]}
+		fast := fastAward(p.cmd, stamps[i])
+		if fast {
+			w.deferTo = &deferred
+			if established != i {
+				w.prefix = []string{"SAVEPOINT " + savepoint(i)} // sent with its one statement
+			}
+		} else {
+			if established != i {
+				deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
+			}
+			if len(deferred.want) > 0 {
+				if _, err := deferred.send(ctx, tx); err != nil {
+					return err
+				}
+				deferred = writes{}
+			}
+			established = i
+			w.then = []string{"SAVEPOINT " + savepoint(i+1)}
+		}
 		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
+		if fast && len(w.prefix) == 0 {
+			established = i // the prefix went out, or was not needed
+		}
 		switch {
 		case err == nil:
 			p.out = out
+			if !fast {
+				established = i + 1 // the trailer went out with its writes
+			}
 			continue
 		case errors.Is(err, errKeyTaken):
 			p.taken = true
@@ -340,10 +401,14 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		default:
 			return err
 		}
-		// Undo this command's writes (and the next savepoint, sent after them), then record
-		// its refusal under its key, in the same transaction as the others.
+		// Undo this command's writes (and any later savepoint), then record its refusal under
+		// its key, in the same transaction as the others. A plain award refused before its
+		// first statement has nothing to undo; the deferred writes of earlier ones are not sent
+		// yet, so no rollback reaches them.
 		var b pgx.Batch
-		b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
+		if established >= i {
+			b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
+		}
 		var inserted int64
 		if p.err != nil {
 			de, _ := settlement.AsError(p.err)
@@ -358,11 +423,29 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("roll back refused command: %w", err)
 		}
+		established = i + 1
 		if p.err != nil && inserted != 1 {
 			p.err, p.taken = nil, true // a concurrent request stored the key first: its record wins
 		}
 	}
+	if len(deferred.want) > 0 {
+		if _, err := deferred.send(ctx, tx); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// fastAward reports an award whose only statement before its writes is the member's credit:
+// its terms were read ahead, no campaign applies and no per-member daily limit counts it. Its
+// writes are deferred (writes.deferTo) and its savepoint goes out with the credit, so it costs
+// the batch one round trip.
+func fastAward(cmd settlement.Command, st *stamp) bool {
+	if cmd.Op != settlement.OpAward {
+		return false
+	}
+	limits, camps, err := st.awardTerms.get()
+	return err == nil && len(camps) == 0 && (limits == nil || limits.maxDay == nil)
 }
 
 // readStamps reads one settlement_state shard FOR SHARE (see readStamp) and each command's

@@ -19,6 +19,15 @@ type batchLog struct {
 	biggest atomic.Int64
 }
 
+// snapshot returns the batch sizes and splits so far and forgets them.
+func (b *batchLog) snapshot() ([]int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sizes, splits := b.sizes, b.splits
+	b.sizes, b.splits = nil, 0
+	return sizes, splits
+}
+
 func (b *batchLog) config(committers int) sqlstore.GroupCommitConfig {
 	return sqlstore.GroupCommitConfig{Committers: committers, OnBatch: func(size int, split bool) {
 		b.mu.Lock()
@@ -34,13 +43,18 @@ func (b *batchLog) config(committers int) sqlstore.GroupCommitConfig {
 }
 
 // One batch, one transaction: refusals are rolled back to their savepoint and recorded, the
-// other commands commit, later commands see earlier ones, and a key stored by an earlier
-// command of the batch replays.
+// other commands commit, and later commands see earlier ones (a redemption sees the award
+// before it, whose writes were deferred).
 func TestGroupCommitBatchIsolatesRefusals(t *testing.T) {
 	var log batchLog
 	e := newEnv(t, envConfig{groupCommit: log.config(1)})
 	e.must(t, award(acme, "G-1", "seed", 100))
-	log.sizes = nil
+	e.must(t, award(acme, "G-B", "seed-b", 100))
+	if err := e.store.SetMemberStatus(ctxFor(t), "G-B", "blocked"); err != nil {
+		t.Fatal(err)
+	}
+	e.termsWith(t, fuel, "0.0110", "0.0085", "0", settlement.Limits{MaxPointsPerTransaction: 50})
+	log.snapshot()
 
 	cmds := []settlement.Command{
 		award(acme, "G-1", "g-award", 40),         // 0: ok, G-1 = 140
@@ -48,10 +62,13 @@ func TestGroupCommitBatchIsolatesRefusals(t *testing.T) {
 		redeem(bean, "G-1", "g-too-much", 1000),   // 2: INSUFFICIENT_POINTS, nothing of it stays
 		redeem(bean, "G-1", "g-redeem", 140),      // 3: ok, sees command 0's award
 		award(fuel, "G-2", "g-new-member", 7),     // 4: ok, enrolls G-2
-		award(acme, "G-1", "g-award", 40),         // 5: same key as 0: replays it
+		award(bean, "G-3", "g-big", 5),            // 5: ok
+		award(acme, "G-B", "g-blocked", 5),        // 6: MEMBER_BLOCKED after its credit ran: rolled back
+		award(fuel, "G-4", "g-over", 51),          // 7: PARTNER_LIMIT_EXCEEDED before any statement
+		award(acme, "G-4", "g-after", 3),          // 8: ok
 	}
 	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
-	for _, i := range []int{0, 3, 4} {
+	for _, i := range []int{0, 3, 4, 5, 8} {
 		if errs[i] != nil || outs[i].Replayed || outs[i].Transaction.ID == "" {
 			t.Errorf("command %d: got (%+v, %v), want a first application", i, outs[i], errs[i])
 		}
@@ -62,14 +79,21 @@ func TestGroupCommitBatchIsolatesRefusals(t *testing.T) {
 	if !errors.Is(errs[2], settlement.ErrInsufficientPoints) {
 		t.Errorf("command 2: got %v, want INSUFFICIENT_POINTS", errs[2])
 	}
-	if errs[5] != nil || !outs[5].Replayed || outs[5].Transaction.ID != outs[0].Transaction.ID {
-		t.Errorf("command 5: got (%+v, %v), want a replay of command 0 (%s)", outs[5], errs[5], outs[0].Transaction.ID)
+	if !errors.Is(errs[6], settlement.ErrMemberBlocked) {
+		t.Errorf("command 6: got %v, want MEMBER_BLOCKED", errs[6])
 	}
-	if log.splits != 0 || len(log.sizes) != 1 || log.sizes[0] != len(cmds) {
-		t.Errorf("batches %v, %d split; want one batch of %d, not split", log.sizes, log.splits, len(cmds))
+	if !errors.Is(errs[7], settlement.ErrPartnerLimitExceeded) {
+		t.Errorf("command 7: got %v, want PARTNER_LIMIT_EXCEEDED", errs[7])
+	}
+	if sizes, splits := log.snapshot(); splits != 0 || len(sizes) != 1 || sizes[0] != len(cmds) {
+		t.Errorf("batches %v, %d split; want one batch of %d, not split", sizes, splits, len(cmds))
 	}
 	e.wantBalance(t, "G-1", 0, 0) // 100 + 40 - 140
 	e.wantBalance(t, "G-2", 7, 0)
+	e.wantBalance(t, "G-4", 3, 0)
+	if n := e.queryInt(t, `SELECT posted FROM members WHERE id = 'G-B'`); n != 100 {
+		t.Errorf("blocked member G-B has %d posted, want 100: the refused award's credit stayed", n)
+	}
 	// Every command has its own record: refusals replay as refusals, successes as successes.
 	if _, err := e.apply(t, cmds[2]); !errors.Is(err, settlement.ErrInsufficientPoints) || !isReplayed(err) {
 		t.Errorf("retry of command 2: %v, want its recorded INSUFFICIENT_POINTS", err)
@@ -80,9 +104,30 @@ func TestGroupCommitBatchIsolatesRefusals(t *testing.T) {
 	if out, err := e.apply(t, cmds[3]); err != nil || !out.Replayed || out.Transaction.ID != outs[3].Transaction.ID {
 		t.Errorf("retry of command 3: (%+v, %v), want a replay of %s", out, err, outs[3].Transaction.ID)
 	}
-	if n := e.queryInt(t, `SELECT count(*) FROM idempotency_keys WHERE key LIKE 'g-%'`); n != 5 {
-		t.Errorf("%d idempotency records for the batch's 5 keys", n)
+	if n := e.queryInt(t, `SELECT count(*) FROM idempotency_keys WHERE key LIKE 'g-%'`); n != 9 {
+		t.Errorf("%d idempotency records for the batch's 9 keys", n)
 	}
+}
+
+// A key already stored when the batch writes it (here: twice in one batch, as two replicas
+// could send it) fails the batch, which then runs one command at a time in arrival order:
+// the second replays the first.
+func TestGroupCommitKeyTakenInBatch(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1)})
+	cmds := []settlement.Command{award(acme, "K-1", "k-dup", 40), award(bean, "K-2", "k-other", 5), award(acme, "K-1", "k-dup", 40)}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if errs[0] != nil || outs[0].Replayed || errs[1] != nil || outs[1].Replayed {
+		t.Fatalf("first commands: (%+v, %v), (%+v, %v); want both applied", outs[0], errs[0], outs[1], errs[1])
+	}
+	if errs[2] != nil || !outs[2].Replayed || outs[2].Transaction.ID != outs[0].Transaction.ID {
+		t.Errorf("duplicate: got (%+v, %v), want a replay of %s", outs[2], errs[2], outs[0].Transaction.ID)
+	}
+	if _, splits := log.snapshot(); splits != 1 {
+		t.Errorf("%d splits, want 1", splits)
+	}
+	e.wantBalance(t, "K-1", 40, 0) // once
+	e.wantBalance(t, "K-2", 5, 0)
 }
 
 // A batch whose transaction fails for a reason that is not a business refusal is applied again
@@ -100,8 +145,8 @@ func TestGroupCommitBatchFailureFallsBackToSingles(t *testing.T) {
 	if errs[1] == nil || settlement.IsRecorded(errs[1]) {
 		t.Errorf("broken command: %v, want an unrecorded system error", errs[1])
 	}
-	if log.splits != 1 {
-		t.Errorf("%d splits, want the batch split once", log.splits)
+	if _, splits := log.snapshot(); splits != 1 {
+		t.Errorf("%d splits, want the batch split once", splits)
 	}
 	e.wantBalance(t, "F-1", 10, 0) // once
 	e.wantBalance(t, "F-2", 20, 0)
@@ -145,7 +190,8 @@ func TestGroupCommitConcurrentCallersShareTransactions(t *testing.T) {
 	if log.biggest.Load() < 2 {
 		t.Errorf("largest batch %d: 48 concurrent callers on 2 committers never shared a transaction", log.biggest.Load())
 	}
-	t.Logf("batches: %d, largest %d, split %d", len(log.sizes), log.biggest.Load(), log.splits)
+	sizes, splits := log.snapshot()
+	t.Logf("batches: %d, largest %d, split %d", len(sizes), log.biggest.Load(), splits)
 }
 
 func isReplayed(err error) bool {

@@ -30,14 +30,14 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	var bal settlement.Balance
 	var status string
 	var repaid int64
-	err = tx.QueryRow(ctx, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
+	err = w.queryRow(ctx, tx, []any{&bal.Posted, &bal.Held, &status, &repaid}, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
 		ON CONFLICT (id) DO UPDATE SET
 			posted = members.posted + excluded.posted,
 			debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
 			last_repaid = LEAST(members.debt, excluded.posted),
 			updated_at = excluded.updated_at
 		RETURNING posted, held, status, last_repaid`,
-		cmd.MemberID, cmd.Points, now).Scan(&bal.Posted, &bal.Held, &status, &repaid)
+		cmd.MemberID, cmd.Points, now)
 	if err != nil {
 		return settlement.Outcome{}, fmt.Errorf("credit member: %w", err)
 	}

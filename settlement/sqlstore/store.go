@@ -137,6 +137,12 @@ type writes struct {
 	// then are statements sent after the queued ones in the same round trip (a group commit's
 	// next savepoint); they are not counted.
 	then []string
+	// prefix are statements sent before the first statement that reads (award's member
+	// credit), in its round trip: a group commit's savepoint.
+	prefix []string
+	// deferTo, when set, collects the queued statements instead of sending them (a group
+	// commit's plain awards, group.go).
+	deferTo *writes
 }
 
 // exec queues a statement expected to affect exactly wantRows rows (-1: any).
@@ -144,6 +150,28 @@ func (w *writes) exec(what string, wantRows int64, sql string, args ...any) {
 	w.batch.Queue(sql, args...)
 	w.want = append(w.want, wantRows)
 	w.what = append(w.what, what)
+}
+
+// queryRow runs one statement that returns a row, after w.prefix in the same round trip.
+func (w *writes) queryRow(ctx context.Context, tx pgx.Tx, dest []any, sql string, args ...any) error {
+	if len(w.prefix) == 0 {
+		return tx.QueryRow(ctx, sql, args...).Scan(dest...)
+	}
+	var b pgx.Batch
+	for _, p := range w.prefix {
+		b.Queue(p)
+	}
+	w.prefix = nil
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(dest...) })
+	return tx.SendBatch(ctx, &b).Close()
+}
+
+// moveTo appends w's queued statements to d, to be sent with d's.
+func (w *writes) moveTo(d *writes) {
+	d.batch.QueuedQueries = append(d.batch.QueuedQueries, w.batch.QueuedQueries...)
+	d.want = append(d.want, w.want...)
+	d.what = append(d.what, w.what...)
+	w.batch, w.want, w.what = pgx.Batch{}, nil, nil
 }
 
 // send runs the queued statements and returns the rows affected by the last one.
