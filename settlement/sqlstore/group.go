@@ -163,6 +163,31 @@ func (g *grouper) route(cmd settlement.Command) int {
 	return int(h.Sum32() % uint32(len(g.queues)))
 }
 
+// claim marks p's queue busy when it is idle (empty, no committer), for p to run alone.
+func (g *grouper) claim(p *pending) (int, bool) {
+	q := g.route(p.cmd)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.running[q] || len(g.queues[q]) > 0 {
+		return q, false
+	}
+	g.running[q] = true
+	g.busy++
+	return q, true
+}
+
+// release ends a claim: what queued meanwhile goes to a committer.
+func (g *grouper) release(q int) {
+	g.mu.Lock()
+	g.busy--
+	start := len(g.queues[q]) > 0
+	g.running[q] = start
+	g.mu.Unlock()
+	if start {
+		go g.commit(q)
+	}
+}
+
 // submit queues p and starts its queue's committer if none runs.
 func (g *grouper) submit(p *pending) {
 	q := g.route(p.cmd)
@@ -236,6 +261,14 @@ func (s *Store) applyGrouped(ctx context.Context, cmd settlement.Command, fp []b
 		return settlement.Outcome{}, err
 	}
 	p := &pending{ctx: ctx, cmd: cmd, fp: fp, now: now, done: make(chan struct{})}
+	if q, ok := s.group.claim(p); ok {
+		// Nothing queued and no batch running on its queue: apply it at once, in the caller's
+		// goroutine, as without group commit. Commands arriving meanwhile queue behind it.
+		out, err := s.applyOne(ctx, cmd, fp, now)
+		s.reportBatch(1, false)
+		s.group.release(q)
+		return out, err
+	}
 	s.group.submit(p)
 	select {
 	case <-p.done:
@@ -308,6 +341,9 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 				close(p.done)
 			}
 		}
+	case errors.Is(err, errSoloRefused):
+		s.reportBatch(1, false)
+		s.applySingle(ctx, todo[0])
 	case errors.Is(err, settlement.ErrAmbiguousCommit):
 		s.reportBatch(len(todo), false)
 		for _, p := range todo {
@@ -334,6 +370,10 @@ func (s *Store) applySingle(ctx context.Context, p *pending) {
 	p.finish(s.applyFresh(ctx, p.cmd, p.fp, p.now))
 }
 
+// errSoloRefused rolls back a batch of one whose command was refused (or whose key was stored
+// meanwhile): applyFresh applies it again and records or replays.
+var errSoloRefused = errors.New("lone command refused")
+
 // isSerializationFailure reports a SQLSTATE 40001 (or a deadlock, which retryable presents
 // as one).
 func isSerializationFailure(err error) bool {
@@ -349,7 +389,10 @@ func savepoint(i int) string { return "group_cmd_" + strconv.Itoa(i) }
 // under its own savepoint. It sets each pending's out/err (or taken); a returned error means
 // the whole transaction must not commit.
 func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer int) error {
-	stamps, err := readStamps(ctx, tx, ps, committer%exposureShards)
+	// A batch of one needs no savepoint: a refusal rolls the transaction back, and the command
+	// is applied again alone (applyFresh records the refusal).
+	solo := len(ps) == 1
+	stamps, err := readStamps(ctx, tx, ps, committer%exposureShards, !solo)
 	if err != nil {
 		return err
 	}
@@ -362,6 +405,20 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
 		w := writes{stamp: stamps[i]}
 		fast := fastAward(p.cmd, stamps[i])
+		if solo {
+			if fast {
+				w.deferTo = &deferred
+			}
+			out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
+			if err == nil {
+				p.out = out
+				break
+			}
+			if errors.Is(err, errKeyTaken) || settlement.IsRecorded(err) {
+				return errSoloRefused
+			}
+			return err
+		}
 		if fast {
 			w.deferTo = &deferred
 			if established != i {
@@ -450,7 +507,7 @@ func fastAward(cmd settlement.Command, st *stamp) bool {
 // campaigns (readAwardTerms, read ahead), and sets the first savepoint. The
 // batch's awards take exposure allowance from exposureShard first (its committer's own), so
 // concurrent batches do not update the same shard.
-func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int) ([]*stamp, error) {
+func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int, savepoint0 bool) ([]*stamp, error) {
 	partners := make([]string, len(ps))
 	ats := make([]time.Time, len(ps))
 	for i, p := range ps {
@@ -481,7 +538,9 @@ func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int
 			queueAwardTerms(&b, terms[i], p.cmd.PartnerID, p.now)
 		}
 	}
-	b.Queue("SAVEPOINT " + savepoint(0))
+	if savepoint0 {
+		b.Queue("SAVEPOINT " + savepoint(0))
+	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("read settlement period: %w", err)
 	}
