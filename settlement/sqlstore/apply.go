@@ -88,6 +88,12 @@ func (s *Store) applyStamped(ctx context.Context, tx pgx.Tx, w *writes, cmd sett
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
+	return s.storeKey(ctx, tx, w, cmd, fp, out, now)
+}
+
+// storeKey queues cmd's outbox events and idempotency record with out, and sends w's writes
+// (or, with w.deferTo, moves them there).
+func (s *Store) storeKey(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, fp []byte, out settlement.Outcome, now time.Time) (settlement.Outcome, error) {
 	queueOutbox(w, cmd, out, now) // events commit with the change (outbox.go)
 	body, err := json.Marshal(out)
 	if err != nil {

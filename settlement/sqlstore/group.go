@@ -401,52 +401,59 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 	// deferred holds the writes of plain awards (fastAward), sent together before the next
 	// command that may read them and before COMMIT.
 	var deferred writes
-	for i, p := range ps {
+	if solo {
+		p := ps[0]
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-		w := writes{stamp: stamps[i]}
-		fast := fastAward(p.cmd, stamps[i])
-		if solo {
-			if fast {
-				w.deferTo = &deferred
-			}
-			out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
-			if err == nil {
-				p.out = out
-				break
-			}
-			if errors.Is(err, errKeyTaken) || settlement.IsRecorded(err) {
-				return errSoloRefused
-			}
-			return err
-		}
-		if fast {
+		w := writes{stamp: stamps[0]}
+		if fastAward(p.cmd, stamps[0]) {
 			w.deferTo = &deferred
-			if established != i {
-				w.prefix = []string{"SAVEPOINT " + savepoint(i)} // sent with its one statement
-			}
-		} else {
-			if established != i {
-				deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
-			}
-			if len(deferred.want) > 0 {
-				if _, err := deferred.send(ctx, tx); err != nil {
-					return err
-				}
-				deferred = writes{}
-			}
-			established = i
-			w.then = []string{"SAVEPOINT " + savepoint(i+1)}
 		}
 		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
-		if fast && len(w.prefix) == 0 {
-			established = i // the prefix went out, or was not needed
+		if errors.Is(err, errKeyTaken) || settlement.IsRecorded(err) {
+			return errSoloRefused
 		}
+		if err != nil {
+			return err
+		}
+		p.out = out
+		if deferred.pending() {
+			_, err = deferred.send(ctx, tx)
+		}
+		return err
+	}
+	for i := 0; i < len(ps); i++ {
+		p := ps[i]
+		if fastAward(p.cmd, stamps[i]) {
+			j := i + 1
+			for j < len(ps) && fastAward(ps[j].cmd, stamps[j]) {
+				j++
+			}
+			if err := s.fastAwards(ctx, tx, ps[i:j], stamps[i:j], i, &established, &deferred); err != nil {
+				return err
+			}
+			i = j - 1
+			continue
+		}
+		// Any other command: the deferred writes go out first (it may read them), with its
+		// savepoint; its own writes go out with the next savepoint.
+		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
+		deferred.queueBulk() // before the savepoint: a refusal of command i must not undo them
+		if established != i {
+			deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
+		}
+		if deferred.pending() {
+			if _, err := deferred.send(ctx, tx); err != nil {
+				return err
+			}
+			deferred = writes{}
+		}
+		established = i
+		w := writes{stamp: stamps[i], then: []string{"SAVEPOINT " + savepoint(i+1)}}
+		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
 		switch {
 		case err == nil:
 			p.out = out
-			if !fast {
-				established = i + 1 // the trailer went out with its writes
-			}
+			established = i + 1 // the trailer went out with its writes
 			continue
 		case errors.Is(err, errKeyTaken):
 			p.taken = true
@@ -455,14 +462,10 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		default:
 			return err
 		}
-		// Undo this command's writes (and any later savepoint), then record its refusal under
-		// its key, in the same transaction as the others. A plain award refused before its
-		// first statement has nothing to undo; the deferred writes of earlier ones are not sent
-		// yet, so no rollback reaches them.
+		// Undo this command's writes (and the next savepoint), then record its refusal under
+		// its key, in the same transaction as the others.
 		var b pgx.Batch
-		if established >= i {
-			b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
-		}
+		b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
 		var inserted int64
 		if p.err != nil {
 			de, _ := settlement.AsError(p.err)
@@ -482,7 +485,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 			p.err, p.taken = nil, true // a concurrent request stored the key first: its record wins
 		}
 	}
-	if len(deferred.want) > 0 {
+	if deferred.pending() {
 		if _, err := deferred.send(ctx, tx); err != nil {
 			return err
 		}
@@ -490,10 +493,82 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 	return nil
 }
 
+// fastAwards applies a run of plain awards (fastAward), ps[k] being the batch's command base+k:
+// their savepoints and member credits go out in one round trip, their writes are deferred. A
+// member found blocked is rolled back to its savepoint, which also undoes the credits after
+// it; those go out again.
+func (s *Store) fastAwards(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []*stamp, base int, established *int, deferred *writes) error {
+	credits := make([]credit, len(ps))
+	for start := 0; start < len(ps); {
+		var b pgx.Batch
+		last := -1
+		for k := start; k < len(ps); k++ {
+			p := ps[k]
+			p.out, p.err, p.taken = settlement.Outcome{}, nil, false
+			limits, _, _ := stamps[k].awardTerms.get()
+			w := writes{stamp: stamps[k]}
+			// With the limits fastAward allows, this checks without a statement.
+			if err := s.checkAwardLimits(ctx, tx, &w, p.cmd, limits, p.now); err != nil {
+				if !settlement.IsRecorded(err) {
+					return err
+				}
+				p.err = err
+				continue
+			}
+			b.Queue("SAVEPOINT " + savepoint(base+k))
+			b.Queue(creditSQL, p.cmd.MemberID, p.cmd.Points, p.now).QueryRow(func(row pgx.Row) error {
+				return row.Scan(credits[k].dest()...)
+			})
+			last = k
+		}
+		if last >= 0 {
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				return fmt.Errorf("credit members: %w", err)
+			}
+			*established = base + last
+		}
+		next := len(ps)
+		for k := start; k < len(ps); k++ {
+			p := ps[k]
+			if p.err == nil {
+				if deferred.bulk == nil {
+					deferred.bulk = &awardBulk{}
+				}
+				out, err := s.bulkAward(deferred.bulk, stamps[k], p, credits[k])
+				if err == nil {
+					p.out = out
+				}
+				if err != nil && !settlement.IsRecorded(err) {
+					return err
+				}
+				if err == nil {
+					continue
+				}
+				p.err = err
+				// Refused after its credit (a blocked member): undo it and the later credits.
+				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint(base+k)); err != nil {
+					return fmt.Errorf("roll back refused award: %w", err)
+				}
+				*established = base + k
+				next = k + 1
+			}
+			// The refusal is recorded with the deferred writes; a key stored meanwhile by a
+			// concurrent request fails the batch (want 1), which then runs one by one.
+			de, _ := settlement.AsError(p.err)
+			deferred.exec("record refusal", 1, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
+				p.cmd.PartnerID, p.cmd.IdempotencyKey, string(p.cmd.Op), p.fp, de.Reason, p.err.Error(), p.now)
+			if next == k+1 {
+				break
+			}
+		}
+		start = next
+	}
+	return nil
+}
+
 // fastAward reports an award whose only statement before its writes is the member's credit:
-// its terms were read ahead, no campaign applies and no per-member daily limit counts it. Its
-// writes are deferred (writes.deferTo) and its savepoint goes out with the credit, so it costs
-// the batch one round trip.
+// its terms were read ahead, no campaign applies and no per-member daily limit counts it.
 func fastAward(cmd settlement.Command, st *stamp) bool {
 	if cmd.Op != settlement.OpAward {
 		return false

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -197,4 +198,60 @@ func TestGroupCommitConcurrentCallersShareTransactions(t *testing.T) {
 func isReplayed(err error) bool {
 	var r *settlement.ReplayedError
 	return errors.As(err, &r)
+}
+
+// Plain awards of a batch are written with multi-row statements: the rows must be the ones a
+// lone award writes — transaction (with metadata), entries, lot, outbox events for subscribed
+// partners, and a key record that replays the same outcome.
+func TestGroupCommitBulkAwardsWriteWhatSinglesWrite(t *testing.T) {
+	e := newEnv(t, envConfig{groupCommit: (&batchLog{}).config(1)})
+	ctx := ctxFor(t)
+	const city = "city-fuel"
+	for _, id := range []string{acme, bean, city} {
+		if _, err := e.store.EnsurePartner(ctx, settlement.Partner{ID: id, Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.store.SetPartnerEndpoint(ctx, settlement.PartnerEndpoint{PartnerID: city, Endpoint: "city.test:443",
+		Events: []string{settlement.EventPointsAwardedElsewhere}}.WithDefaults(), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	single := award(acme, "B-1", "b-single", 30)
+	single.Metadata = map[string]string{"store": "17"}
+	e.must(t, single)
+	cmds := []settlement.Command{award(acme, "B-2", "b-1", 30), award(bean, "B-3", "b-2", 40), award(city, "B-2", "b-3", 5)}
+	cmds[0].Metadata = map[string]string{"store": "17"}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	for i := range cmds {
+		if errs[i] != nil || outs[i].Replayed {
+			t.Fatalf("command %d: %v", i, errs[i])
+		}
+	}
+	if outs[2].Balance.Posted != 35 {
+		t.Errorf("B-2 after its second award of the batch: posted %d, want 35", outs[2].Balance.Posted)
+	}
+	row := func(key string) string {
+		var s string
+		if err := e.pool.QueryRow(ctx, `SELECT concat_ws('|', t.kind, t.points, t.reference, t.metadata::TEXT, t.period, t.price_version,
+				(SELECT string_agg(x.account || ':' || x.amount, ',' ORDER BY x.seq) FROM entries x WHERE x.txn_id = t.id),
+				(SELECT concat_ws(',', l.points, l.remaining, l.issuer, l.expires_at - l.created_at) FROM lots l WHERE l.id = t.id),
+				(SELECT count(*) FROM outbox_events o WHERE o.txn_id = t.id AND o.partner_id = 'city-fuel'))
+			FROM transactions t WHERE t.idempotency_key = $1`, key).Scan(&s); err != nil {
+			t.Fatalf("row of %s: %v", key, err)
+		}
+		return s
+	}
+	if got, want := row("b-1"), strings.ReplaceAll(row("b-single"), "B-1", "B-2"); got != strings.ReplaceAll(want, "award b-single", "award b-1") {
+		t.Errorf("batched award wrote\n  %s\nsingle award wrote\n  %s", got, want)
+	}
+	if n := e.queryInt(t, `SELECT count(*) FROM outbox_events WHERE partner_id = 'city-fuel'`); n != 3 {
+		t.Errorf("%d awarded_elsewhere events for city-fuel, want 3 (its own award is not elsewhere)", n)
+	}
+	for i, c := range cmds {
+		out, err := e.apply(t, c)
+		if err != nil || !out.Replayed || out.Transaction.ID != outs[i].Transaction.ID || out.Balance != outs[i].Balance {
+			t.Errorf("replay of %s: (%+v, %v), want %+v", c.IdempotencyKey, out, err, outs[i])
+		}
+	}
+	e.wantBalance(t, "B-2", 35, 0)
 }

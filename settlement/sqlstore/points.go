@@ -27,23 +27,50 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	if err := s.checkAwardLimits(ctx, tx, w, cmd, limits, now); err != nil {
 		return settlement.Outcome{}, err
 	}
-	var bal settlement.Balance
-	var status string
-	var repaid int64
-	err = w.queryRow(ctx, tx, []any{&bal.Posted, &bal.Held, &status, &repaid}, `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
-		ON CONFLICT (id) DO UPDATE SET
-			posted = members.posted + excluded.posted,
-			debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
-			last_repaid = LEAST(members.debt, excluded.posted),
-			updated_at = excluded.updated_at
-		RETURNING posted, held, status, last_repaid`,
-		cmd.MemberID, cmd.Points, now)
-	if err != nil {
+	var c credit
+	if err := tx.QueryRow(ctx, creditSQL, cmd.MemberID, cmd.Points, now).Scan(c.dest()...); err != nil {
 		return settlement.Outcome{}, fmt.Errorf("credit member: %w", err)
 	}
-	if status != "active" {
-		return settlement.Outcome{}, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, cmd.MemberID)
+	out, err := s.awardCredited(w, cmd, c, now)
+	if err != nil {
+		return settlement.Outcome{}, err
 	}
+	if err := s.applyCampaigns(ctx, tx, w, cmd, camps, &out, now); err != nil {
+		return settlement.Outcome{}, err
+	}
+	return out, nil
+}
+
+// creditSQL credits an award to member $1 ($2 points at $3), enrolling the member on first
+// award and paying back debt first; it returns credit's columns.
+const creditSQL = `INSERT INTO members (id, posted, created_at, updated_at) VALUES ($1, $2, $3, $3)
+	ON CONFLICT (id) DO UPDATE SET
+		posted = members.posted + excluded.posted,
+		debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
+		last_repaid = LEAST(members.debt, excluded.posted),
+		updated_at = excluded.updated_at
+	RETURNING posted, held, status, last_repaid`
+
+// credit is what creditSQL returns.
+type credit struct {
+	bal    settlement.Balance
+	status string
+	repaid int64 // debt paid back from this award
+}
+
+func (c *credit) dest() []any { return []any{&c.bal.Posted, &c.bal.Held, &c.status, &c.repaid} }
+
+func memberBlocked(memberID string) error {
+	return fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, memberID)
+}
+
+// awardCredited queues the writes of an award whose member was credited (c): the transaction,
+// its entries and its lot. Errors: settlement.ErrMemberBlocked (the credit must be rolled back).
+func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now time.Time) (settlement.Outcome, error) {
+	if c.status != "active" {
+		return settlement.Outcome{}, memberBlocked(cmd.MemberID)
+	}
+	bal := c.bal
 	bal.MemberID = cmd.MemberID
 	occurred := cmd.OccurredAt
 	if occurred.IsZero() {
@@ -51,7 +78,7 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	}
 	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
 		Kind: settlement.KindAward, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
-	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
+	err := w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
 		points: t.Points, reference: t.Reference, key: cmd.IdempotencyKey, metadata: cmd.Metadata,
 		occurredAt: occurred, createdAt: now},
 		entry{memberAccount(cmd.MemberID), cmd.Points},
@@ -61,13 +88,9 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 	}
 	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-repaid,
+		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-c.repaid,
 		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
-	out := settlement.Outcome{Transaction: t, Balance: bal}
-	if err := s.applyCampaigns(ctx, tx, w, cmd, camps, &out, now); err != nil {
-		return settlement.Outcome{}, err
-	}
-	return out, nil
+	return settlement.Outcome{Transaction: t, Balance: bal}, nil
 }
 
 // readAwardTerms reads, in one round trip, the awarding partner's limits in the stamped terms

@@ -137,33 +137,29 @@ type writes struct {
 	// then are statements sent after the queued ones in the same round trip (a group commit's
 	// next savepoint); they are not counted.
 	then []string
-	// prefix are statements sent before the first statement that reads (award's member
-	// credit), in its round trip: a group commit's savepoint.
-	prefix []string
 	// deferTo, when set, collects the queued statements instead of sending them (a group
 	// commit's plain awards, group.go).
 	deferTo *writes
+	// bulk are plain awards' rows, queued as multi-row statements when w is sent (bulk.go).
+	bulk *awardBulk
 }
+
+// queueBulk queues w.bulk's statements after those already queued.
+func (w *writes) queueBulk() {
+	if w.bulk != nil && w.bulk.n > 0 {
+		w.bulk.queue(w)
+	}
+	w.bulk = nil
+}
+
+// pending reports whether w has anything to send.
+func (w *writes) pending() bool { return len(w.want) > 0 || w.bulk != nil && w.bulk.n > 0 }
 
 // exec queues a statement expected to affect exactly wantRows rows (-1: any).
 func (w *writes) exec(what string, wantRows int64, sql string, args ...any) {
 	w.batch.Queue(sql, args...)
 	w.want = append(w.want, wantRows)
 	w.what = append(w.what, what)
-}
-
-// queryRow runs one statement that returns a row, after w.prefix in the same round trip.
-func (w *writes) queryRow(ctx context.Context, tx pgx.Tx, dest []any, sql string, args ...any) error {
-	if len(w.prefix) == 0 {
-		return tx.QueryRow(ctx, sql, args...).Scan(dest...)
-	}
-	var b pgx.Batch
-	for _, p := range w.prefix {
-		b.Queue(p)
-	}
-	w.prefix = nil
-	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(dest...) })
-	return tx.SendBatch(ctx, &b).Close()
 }
 
 // moveTo appends w's queued statements to d, to be sent with d's.
@@ -176,6 +172,7 @@ func (w *writes) moveTo(d *writes) {
 
 // send runs the queued statements and returns the rows affected by the last one.
 func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
+	w.queueBulk()
 	if len(w.want) == 0 {
 		return 0, nil
 	}

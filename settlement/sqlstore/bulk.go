@@ -1,0 +1,117 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/coalitionexchange/coalition/settlement"
+)
+
+// awardBulk collects the rows of a group commit's plain awards, written with one multi-row
+// INSERT per table (unnest of arrays) when their writes are flushed: PostgreSQL then plans and
+// executes five statements for a whole batch instead of five per award.
+type awardBulk struct {
+	n int
+	// transactions
+	txnID, partner, member, reference, key []string
+	points                                 []int64
+	metadata                               []*string
+	occurred, created                      []time.Time
+	period, version                        []int64
+	expires                                []time.Time
+	remaining                              []int64
+	// idempotency records
+	fingerprint [][]byte
+	outcome     []string
+}
+
+// add collects one award (transaction, its two entries, its lot, its awarded_elsewhere events
+// and its idempotency record).
+func (b *awardBulk) add(st *stamp, cmd settlement.Command, fp []byte, t settlement.Transaction, occurred time.Time,
+	remaining int64, expires time.Time, outcome []byte) error {
+	var metadata *string
+	if len(cmd.Metadata) > 0 {
+		m, err := json.Marshal(cmd.Metadata)
+		if err != nil {
+			return err
+		}
+		ms := string(m)
+		metadata = &ms
+	}
+	b.n++
+	b.txnID = append(b.txnID, t.ID)
+	b.partner = append(b.partner, cmd.PartnerID)
+	b.member = append(b.member, cmd.MemberID)
+	b.reference = append(b.reference, t.Reference)
+	b.key = append(b.key, cmd.IdempotencyKey)
+	b.points = append(b.points, t.Points)
+	b.metadata = append(b.metadata, metadata)
+	b.occurred = append(b.occurred, occurred)
+	b.created = append(b.created, t.CreatedAt)
+	b.period = append(b.period, st.period)
+	b.version = append(b.version, st.priceVersion)
+	b.expires = append(b.expires, expires)
+	b.remaining = append(b.remaining, remaining)
+	b.fingerprint = append(b.fingerprint, fp)
+	b.outcome = append(b.outcome, string(outcome))
+	return nil
+}
+
+// queue queues the multi-row statements on w, each expected to write every row.
+func (b *awardBulk) queue(w *writes) {
+	n := int64(b.n)
+	w.exec("insert award transactions", n, `INSERT INTO transactions
+		(id, partner_id, member_id, kind, points, reference, idempotency_key, metadata, occurred_at, created_at, period, price_version)
+		SELECT u.id, u.partner, u.member, 'award', u.points, u.reference, u.key, u.metadata::JSONB, u.occurred, u.created, u.period, u.version
+		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[], $10::INT8[], $11::INT8[])
+			AS u (id, partner, member, points, reference, key, metadata, occurred, created, period, version)`,
+		b.txnID, b.partner, b.member, b.points, b.reference, b.key, b.metadata, b.occurred, b.created, b.period, b.version)
+	w.exec("insert award entries", 2*n, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period)
+		SELECT u.id, e.seq, CASE e.seq WHEN 0 THEN 'member:' || u.member ELSE 'partner:' || u.partner || ':issued' END,
+			CASE e.seq WHEN 0 THEN u.points ELSE -u.points END, u.created, u.period
+		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TIMESTAMPTZ[], $6::INT8[]) AS u (id, partner, member, points, created, period),
+			(VALUES (0), (1)) AS e (seq)`,
+		b.txnID, b.partner, b.member, b.points, b.created, b.period)
+	w.exec("insert award lots", n, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
+		SELECT u.id, u.member, 'partner:' || u.partner, u.partner, u.points, u.remaining, u.expires, u.created, u.version
+		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::INT8[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[], $8::INT8[])
+			AS u (id, member, partner, points, remaining, expires, created, version)`,
+		b.txnID, b.member, b.partner, b.points, b.remaining, b.expires, b.created, b.version)
+	w.exec("queue awarded_elsewhere events", -1, `INSERT INTO outbox_events
+		(id, partner_id, event_type, member_id, points, at_partner_id, txn_id, created_at, state, next_attempt_at)
+		SELECT gen_random_uuid(), s.partner_id, $1, u.member, u.points, u.partner, u.id, u.created, 'pending', u.created
+		FROM unnest($2::UUID[], $3::TEXT[], $4::TEXT[], $5::INT8[], $6::TIMESTAMPTZ[]) WITH ORDINALITY AS u (id, partner, member, points, created, ord)
+			JOIN partner_subscriptions s ON s.event_type = $1 AND s.partner_id <> u.partner
+		ORDER BY u.ord, s.partner_id`,
+		settlement.EventPointsAwardedElsewhere, b.txnID, b.partner, b.member, b.points, b.created)
+	// A key stored meanwhile by a concurrent request leaves a row out: the batch fails and its
+	// commands run again one by one, where that request's record is replayed.
+	w.exec("insert award idempotency keys", n, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
+		SELECT u.partner, u.key, 'award', u.fingerprint, u.outcome::JSONB, u.created
+		FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TIMESTAMPTZ[]) AS u (partner, key, fingerprint, outcome, created)
+		ON CONFLICT (partner_id, key) DO NOTHING`,
+		b.partner, b.key, b.fingerprint, b.outcome, b.created)
+}
+
+// bulkAward is awardCredited and storeKey for a plain award of a group commit: its rows go to
+// b, written when the batch's deferred writes are flushed.
+func (s *Store) bulkAward(b *awardBulk, st *stamp, p *pending, c credit) (settlement.Outcome, error) {
+	cmd, now := p.cmd, p.now
+	if c.status != "active" {
+		return settlement.Outcome{}, memberBlocked(cmd.MemberID)
+	}
+	bal := c.bal
+	bal.MemberID = cmd.MemberID
+	occurred := cmd.OccurredAt
+	if occurred.IsZero() {
+		occurred = now
+	}
+	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
+		Kind: settlement.KindAward, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
+	out := settlement.Outcome{Transaction: t, Balance: bal}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	return out, b.add(st, cmd, p.fp, t, occurred, cmd.Points-c.repaid, now.Add(s.lotLifetime), body)
+}
