@@ -16,7 +16,7 @@ type Metrics struct {
 	// batches re-applied one command at a time; wire them to sqlstore.GroupCommitConfig.OnBatch.
 	GroupCommitBatch  prometheus.Histogram
 	GroupCommitSplits prometheus.Counter
-	certs      *certExpiry // coalition_certificate_expiry_seconds (certmetrics.go)
+	certs             *certExpiry // coalition_certificate_expiry_seconds (certmetrics.go)
 	// settlementRuns counts runs by result (published, failed, error); settlementSeconds
 	// times them.
 	settlementRuns    *prometheus.CounterVec
