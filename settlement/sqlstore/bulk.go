@@ -97,18 +97,11 @@ func (b *awardBulk) queue(w *writes) {
 // b, written when the batch's deferred writes are flushed.
 func (s *Store) bulkAward(b *awardBulk, st *stamp, p *pending, c credit) (settlement.Outcome, error) {
 	cmd, now := p.cmd, p.now
-	if c.status != "active" {
-		return settlement.Outcome{}, memberBlocked(cmd.MemberID)
+	out, occurred, err := newAward(cmd, c, now)
+	if err != nil {
+		return settlement.Outcome{}, err
 	}
-	bal := c.bal
-	bal.MemberID = cmd.MemberID
-	occurred := cmd.OccurredAt
-	if occurred.IsZero() {
-		occurred = now
-	}
-	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
-		Kind: settlement.KindAward, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
-	out := settlement.Outcome{Transaction: t, Balance: bal}
+	t := out.Transaction
 	body, err := json.Marshal(out)
 	if err != nil {
 		return settlement.Outcome{}, err

@@ -60,15 +60,11 @@ type credit struct {
 
 func (c *credit) dest() []any { return []any{&c.bal.Posted, &c.bal.Held, &c.status, &c.repaid} }
 
-func memberBlocked(memberID string) error {
-	return fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, memberID)
-}
-
-// awardCredited queues the writes of an award whose member was credited (c): the transaction,
-// its entries and its lot. Errors: settlement.ErrMemberBlocked (the credit must be rolled back).
-func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now time.Time) (settlement.Outcome, error) {
+// newAward is the outcome of an award whose member was credited (c) and its occurrence
+// time. Errors: settlement.ErrMemberBlocked (the credit must be rolled back).
+func newAward(cmd settlement.Command, c credit, now time.Time) (settlement.Outcome, time.Time, error) {
 	if c.status != "active" {
-		return settlement.Outcome{}, memberBlocked(cmd.MemberID)
+		return settlement.Outcome{}, time.Time{}, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, cmd.MemberID)
 	}
 	bal := c.bal
 	bal.MemberID = cmd.MemberID
@@ -78,7 +74,18 @@ func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now t
 	}
 	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
 		Kind: settlement.KindAward, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
-	err := w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
+	return settlement.Outcome{Transaction: t, Balance: bal}, occurred, nil
+}
+
+// awardCredited queues the writes of an award whose member was credited (c): the transaction,
+// its entries and its lot. Errors: settlement.ErrMemberBlocked (the credit must be rolled back).
+func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now time.Time) (settlement.Outcome, error) {
+	out, occurred, err := newAward(cmd, c, now)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	t := out.Transaction
+	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
 		points: t.Points, reference: t.Reference, key: cmd.IdempotencyKey, metadata: cmd.Metadata,
 		occurredAt: occurred, createdAt: now},
 		entry{memberAccount(cmd.MemberID), cmd.Points},
@@ -90,7 +97,7 @@ func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now t
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-c.repaid,
 		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
-	return settlement.Outcome{Transaction: t, Balance: bal}, nil
+	return out, nil
 }
 
 // readAwardTerms reads, in one round trip, the awarding partner's limits in the stamped terms
