@@ -212,18 +212,25 @@ func (s *Store) replay(ctx context.Context, cmd settlement.Command, fp []byte) (
 	return out, err
 }
 
+// recordRefusalSQL stores a refusal under its key unless the key is already stored; its
+// arguments are refusalArgs.
+const recordRefusalSQL = `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`
+
+func refusalArgs(cmd settlement.Command, fp []byte, cause error, now time.Time) []any {
+	de, _ := settlement.AsError(cause)
+	return []any{cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, de.Reason, cause.Error(), now}
+}
+
 // recordFailure stores a business error under the key, so a retry of the same request gets
 // the same answer even if the books have changed since. If another request stored the key
 // first, that request's record wins.
 func (s *Store) recordFailure(ctx context.Context, cmd settlement.Command, fp []byte, cause error, now time.Time) (settlement.Outcome, error) {
-	de, _ := settlement.AsError(cause)
 	var out settlement.Outcome
 	var result error
 	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		out, result = settlement.Outcome{}, cause
-		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
-			cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, de.Reason, cause.Error(), now)
+		tag, err := tx.Exec(ctx, recordRefusalSQL, refusalArgs(cmd, fp, cause, now)...)
 		if err != nil {
 			return fmt.Errorf("record failure: %w", err)
 		}

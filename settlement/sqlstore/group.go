@@ -47,9 +47,8 @@ const (
 // savepoint and its refusal recorded; the others commit. If the batch transaction itself fails
 // (an unexpected database error, or serialization conflicts three times running), every command
 // of it is applied again on its own, with the usual retries, so one command can never fail
-// another. If COMMIT's
-// outcome is unknown, every command of the batch gets settlement.ErrAmbiguousCommit, as a single
-// command would.
+// another. If COMMIT's outcome is unknown, every command of the batch gets
+// settlement.ErrAmbiguousCommit, as a single command would.
 type GroupCommitConfig struct {
 	// MaxBatch is the most commands one transaction applies: 0 means
 	// DefaultGroupCommitMaxBatch, 1 turns group commit off, at most MaxGroupCommitBatch.
@@ -468,10 +467,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i))
 		var inserted int64
 		if p.err != nil {
-			de, _ := settlement.AsError(p.err)
-			b.Queue(`INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
-				p.cmd.PartnerID, p.cmd.IdempotencyKey, string(p.cmd.Op), p.fp, de.Reason, p.err.Error(), p.now).Exec(func(tag pgconn.CommandTag) error {
+			b.Queue(recordRefusalSQL, refusalArgs(p.cmd, p.fp, p.err, p.now)...).Exec(func(tag pgconn.CommandTag) error {
 				inserted = tag.RowsAffected()
 				return nil
 			})
@@ -554,10 +550,7 @@ func (s *Store) fastAwards(ctx context.Context, tx pgx.Tx, ps []*pending, stamps
 			}
 			// The refusal is recorded with the deferred writes; a key stored meanwhile by a
 			// concurrent request fails the batch (want 1), which then runs one by one.
-			de, _ := settlement.AsError(p.err)
-			deferred.exec("record refusal", 1, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, error_reason, error_message, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (partner_id, key) DO NOTHING`,
-				p.cmd.PartnerID, p.cmd.IdempotencyKey, string(p.cmd.Op), p.fp, de.Reason, p.err.Error(), p.now)
+			deferred.exec("record refusal", 1, recordRefusalSQL, refusalArgs(p.cmd, p.fp, p.err, p.now)...)
 			if next == k+1 {
 				break
 			}

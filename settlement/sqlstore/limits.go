@@ -22,12 +22,7 @@ const exposureShards = 16
 // prices, never rounded.
 var exact = apd.BaseContext.WithPrecision(40)
 
-// limitsSQL reads termsLimits of partner $1's terms version $2.
-const limitsSQL = `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
-		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
-	FROM price_terms p WHERE p.partner_id = $1 AND p.version = $2`
-
-// limitsAtSQL is limitsSQL for the version of partner $1's terms in force at $2.
+// limitsAtSQL reads termsLimits of the version of partner $1's terms in force at $2.
 const limitsAtSQL = `SELECT p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
 		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = $1)
 	FROM price_terms p WHERE p.partner_id = $1
@@ -40,7 +35,7 @@ type termsLimits struct {
 }
 
 // checkAwardLimits refuses an award that would cross one of the awarding partner's exposure
-// limits (issue 7), read with limitsSQL (nil: the partner has no terms). It runs first in the
+// limits (issue 7), read with limitsAtSQL (nil: the partner has no terms). It runs first in the
 // award transaction, so a refusal changes nothing.
 // Errors: settlement.ErrPartnerLimitExceeded, settlement.ErrMemberLimitExceeded.
 func (s *Store) checkAwardLimits(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, l *termsLimits, now time.Time) error {

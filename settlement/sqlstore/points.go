@@ -19,7 +19,7 @@ const lotPageSize = 200
 func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
 	limits, camps, err := w.stamp.awardTerms.get()
 	if err != nil {
-		limits, camps, err = readAwardTerms(ctx, tx, cmd.PartnerID, w.stamp.priceVersion, now)
+		limits, camps, err = readAwardTerms(ctx, tx, cmd.PartnerID, now)
 	}
 	if err != nil {
 		return settlement.Outcome{}, err
@@ -100,33 +100,17 @@ func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now t
 	return out, nil
 }
 
-// readAwardTerms reads, in one round trip, the awarding partner's limits in the stamped terms
-// version (nil without terms) and the campaigns that apply at now.
-func readAwardTerms(ctx context.Context, tx pgx.Tx, partnerID string, version int64, now time.Time) (*termsLimits, []applicable, error) {
-	var l termsLimits
-	found := false
-	var camps []applicable
+// readAwardTerms reads, in one round trip, the awarding partner's limits in the terms version
+// in force at now, the one the award is stamped with (nil without terms), and the campaigns
+// that apply at now.
+func readAwardTerms(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*termsLimits, []applicable, error) {
+	var t awardTerms
 	var b pgx.Batch
-	b.Queue(limitsSQL, partnerID, version).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&l.maxValue, &l.maxTxn, &l.maxDay, &l.price, &l.provisioned)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		found = err == nil
-		return err
-	})
-	b.Queue(applicableSQL, partnerID, now, maxCampaignsPerAward).Query(func(rows pgx.Rows) error {
-		var err error
-		camps, err = scanApplicable(rows)
-		return err
-	})
+	queueAwardTerms(&b, &t, partnerID, now)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("read limits and campaigns: %w", err)
 	}
-	if !found {
-		return nil, camps, nil
-	}
-	return &l, camps, nil
+	return t.limits, t.camps, nil
 }
 
 // awardTerms are readAwardTerms' results read ahead for a group-commit batch (group.go).
