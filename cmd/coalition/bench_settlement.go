@@ -29,14 +29,15 @@ const (
 )
 
 type benchSettlementOptions struct {
-	dataDir      string
-	keep         bool
-	entries      int64
-	partners     int
-	members      int64
-	workers      int
-	clients      int
-	awardSeconds time.Duration
+	dataDir       string
+	keep          bool
+	entries       int64
+	partners      int
+	members       int64
+	workers       int
+	clients       int
+	awardSeconds  time.Duration
+	settleWorkers int
 }
 
 func newBenchSettlementCmd(e *env) *cobra.Command {
@@ -62,6 +63,7 @@ more than 2× the GROUP BY or awards fall below 0.8× their rate.`,
 	f.IntVar(&o.workers, "gen-workers", 2, "concurrent generator transactions")
 	f.IntVar(&o.clients, "clients", 8, "concurrent award clients")
 	f.DurationVar(&o.awardSeconds, "award-duration", 10*time.Second, "how long awards run alone")
+	registerSettleWorkers(f, &o.settleWorkers)
 	return cmd
 }
 
@@ -137,7 +139,7 @@ func benchSettlement(ctx context.Context, w io.Writer, o benchSettlementOptions,
 	if _, err := pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
 		return fig, err
 	}
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log})
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, SettleParallelWorkers: o.settleWorkers})
 	if err != nil {
 		return fig, err
 	}

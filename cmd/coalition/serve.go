@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -37,6 +38,7 @@ type gatewayOptions struct {
 	groupCommit       sqlstore.GroupCommitConfig
 	logFormat         string
 	safetyLag         time.Duration
+	settleWorkers     int
 	// expiry: lot lifetime and the expiry sweeper (expiry.go).
 	expiry expiryOptions
 	// signer signs published statements (set by the command, not a flag); nil: unsigned.
@@ -67,6 +69,7 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 		"group-commit batches running at once (database connections they use); 0: 1 on PostgreSQL, 4 on CockroachDB")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
+	registerSettleWorkers(f, &o.settleWorkers)
 	o.expiry.register(f)
 	o.outbound.register(f)
 }
@@ -87,7 +90,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 			}
 		}
 	}
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, GroupCommit: gc, Runner: sqlstore.RunnerConfig{
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, GroupCommit: gc, SettleParallelWorkers: o.settleWorkers, Runner: sqlstore.RunnerConfig{
 		OnRetry: func(int, error) {
 			if metrics != nil {
 				metrics.TxnRetries.Inc()
@@ -214,4 +217,11 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringVar(&signingKey, "statement-signing-key", "", "without Vault: ed25519 key file that signs settlement statements (created if missing)")
 	v.registerServe(f)
 	return cmd
+}
+
+// registerSettleWorkers registers --settlement-parallel-workers (sqlstore.Config.SettleParallelWorkers).
+func registerSettleWorkers(f *pflag.FlagSet, v *int) {
+	f.IntVar(v, "settlement-parallel-workers", 0, fmt.Sprintf(
+		"parallel workers PostgreSQL may give each aggregation of a settlement run (0: one backend, leaving the other cores to live traffic; %d: the database's max_parallel_workers_per_gather)",
+		sqlstore.SettleParallelWorkersDatabase))
 }

@@ -33,7 +33,8 @@ const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
 // a handful of low-cardinality keys (a hash aggregate in memory); only reversals, a small
 // share, are grouped with reverses_id so they can look up their original — on the aggregate,
 // never per row. Grouping every row by reverses_id made PostgreSQL sort the whole period to
-// disk. The MATERIALIZED fence keeps the planner from joining before aggregating.
+// disk. Reversals are read through their partial index (migration 0402), so transactions are
+// scanned once. The MATERIALIZED fence keeps the planner from joining before aggregating.
 var flowsSQL = `WITH f AS MATERIALIZED (
 	SELECT t.partner_id, t.kind, NULL::UUID AS reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
 	FROM transactions t
@@ -73,7 +74,9 @@ GROUP BY e.account`
 
 // periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
 // transaction is SERIALIZABLE READ ONLY DEFERRABLE: it waits for a snapshot that cannot be
-// part of a serialization anomaly, then never blocks writers nor fails.
+// part of a serialization anomaly, then never blocks writers nor fails. Its aggregations use
+// at most Config.SettleParallelWorkers parallel workers (default none): a run is a batch job
+// next to live traffic, and every core its workers take is one the ledger's backends lose.
 func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.Time) (settlement.PeriodData, error) {
 	d := settlement.PeriodData{Period: period, PreviousCutoff: prev, Cutoff: cutoff,
 		LedgerIssued: map[string]int64{}, LedgerRedeemed: map[string]int64{}, LedgerCampaigns: map[string]int64{}, Terms: map[settlement.TermsKey]settlement.PriceTerms{}}
@@ -90,6 +93,12 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 		return d, fmt.Errorf("begin snapshot: %w", err)
 	}
 	defer rollback(tx)
+	if engine != EngineCockroach && s.settleWorkers != SettleParallelWorkersDatabase {
+		// SET LOCAL: for this snapshot only. The value is a validated integer.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL max_parallel_workers_per_gather = %d", s.settleWorkers)); err != nil {
+			return d, fmt.Errorf("limit parallel workers: %w", err)
+		}
+	}
 	args := []any{period, prev, cutoff}
 	if err := readFlows(ctx, tx, args, &d); err != nil {
 		return d, err

@@ -28,7 +28,19 @@ type Config struct {
 	// GroupCommit applies concurrent commands in shared transactions (group.go); the zero
 	// value turns it on with its defaults, MaxBatch 1 turns it off.
 	GroupCommit GroupCommitConfig
+	// SettleParallelWorkers bounds the parallel workers PostgreSQL may give each aggregation
+	// of a settlement run (max_parallel_workers_per_gather, set for the run's snapshot only):
+	// 0 (the default) aggregates on one backend, leaving the other cores to live traffic;
+	// SettleParallelWorkersDatabase keeps the database's own setting. CockroachDB plans its
+	// distribution itself and ignores it.
+	SettleParallelWorkers int
 }
+
+// SettleParallelWorkersDatabase leaves a settlement run's parallelism to the database.
+const SettleParallelWorkersDatabase = -1
+
+// maxSettleParallelWorkers bounds Config.SettleParallelWorkers.
+const maxSettleParallelWorkers = 64
 
 // Store implements settlement.Store on SQL.
 type Store struct {
@@ -40,6 +52,8 @@ type Store struct {
 
 	group    *grouper // nil: group commit off
 	groupCfg GroupCommitConfig
+
+	settleWorkers int // Config.SettleParallelWorkers
 
 	engineMu sync.Mutex
 	engine   string // set by Engine
@@ -67,7 +81,12 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now, groupCfg: gc}
+	if w := cfg.SettleParallelWorkers; w < SettleParallelWorkersDatabase || w > maxSettleParallelWorkers {
+		return nil, fmt.Errorf("sqlstore: settlement parallel workers %d: want 0 to %d, or %d for the database's setting",
+			w, maxSettleParallelWorkers, SettleParallelWorkersDatabase)
+	}
+	s := &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now, groupCfg: gc,
+		settleWorkers: cfg.SettleParallelWorkers}
 	if gc.MaxBatch > 1 {
 		s.group = newGrouper(gc, s)
 	}

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/coalitionexchange/coalition/settlement"
 	"github.com/coalitionexchange/coalition/settlement/sqlstore"
@@ -81,6 +86,55 @@ func TestGeneratedLedgerIsSound(t *testing.T) {
 	if !versions[1] || !versions[2] {
 		t.Errorf("statement lines price versions %v, want both 1 and 2", versions)
 	}
+	rerunInParallel(ctx, t, pool, cfg, rec)
+}
+
+// rerunInParallel re-runs the period with parallel plans made free (so PostgreSQL picks them
+// even on this small ledger) and checks that parallel and single-backend aggregation price
+// the period identically, and that SettleParallelWorkers decides which one runs.
+func rerunInParallel(ctx context.Context, t *testing.T, pool *pgxpool.Pool, cfg ledgergen.Config, first settlement.RunRecord) {
+	t.Helper()
+	for _, set := range []string{"parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0", "max_parallel_workers_per_gather = 2"} {
+		if _, err := pool.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{pool.Config().ConnConfig.Database}.Sanitize()+" SET "+set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parallelPool, err := sqlstore.Open(ctx, pool.Config().ConnString(), 4) // new sessions: the settings apply
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parallelPool.Close()
+	rows, err := parallelPool.Query(ctx, `EXPLAIN (FORMAT TEXT) SELECT account, sum(amount) FROM entries GROUP BY account`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(plan, "\n"), "Gather") {
+		t.Fatalf("plan with free parallelism has no Gather:\n%s", strings.Join(plan, "\n"))
+	}
+	for _, workers := range []int{sqlstore.SettleParallelWorkersDatabase, 0} {
+		store, err := sqlstore.New(sqlstore.Config{Pool: parallelPool, Logger: slog.New(slog.DiscardHandler), SettleParallelWorkers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := store.Settle(ctx, settlement.SettleConfig{Cutoff: cfg.To, Now: cfg.To.Add(time.Hour), SafetyLag: time.Minute, Holder: t.Name()})
+		if err != nil {
+			t.Fatalf("Settle with %d parallel workers: %v", workers, err)
+		}
+		if rec.Status != "published" || rec.Period != first.Period || rec.Transactions != first.Transactions ||
+			render(rec) != render(first) {
+			t.Errorf("re-run with %d parallel workers: %s, period %d, %d transactions; lines or matrix differ from run %d",
+				workers, rec.Status, rec.Period, rec.Transactions, first.ID)
+		}
+	}
+	for _, bad := range []int{-2, 65} {
+		if _, err := sqlstore.New(sqlstore.Config{Pool: pool, SettleParallelWorkers: bad}); err == nil || !strings.Contains(err.Error(), "parallel workers") {
+			t.Errorf("SettleParallelWorkers %d: err %v, want a rejection naming it", bad, err)
+		}
+	}
 }
 
 func setTerms(t *testing.T, store *sqlstore.Store, partner, issue, reimb string, effective, now time.Time) {
@@ -97,4 +151,19 @@ func setTerms(t *testing.T, store *sqlstore.Store, partner, issue, reimb string,
 	if _, err := store.SetPriceTerms(context.Background(), terms, now); err != nil {
 		t.Fatalf("SetPriceTerms %s: %v", partner, err)
 	}
+}
+
+// render prints a run's statement lines and matrix, amounts as decimals.
+func render(rec settlement.RunRecord) string {
+	var b strings.Builder
+	partners := slices.Sorted(maps.Keys(rec.Result.Lines))
+	for _, p := range partners {
+		for _, l := range rec.Result.Lines[p] {
+			fmt.Fprintf(&b, "%s %s %s v%d %d × %s = %s late=%t txns=%d\n", p, l.Kind, l.Counterparty, l.Version, l.Points, l.Rate.Text('f'), l.Amount.Text('f'), l.Late, l.Txns)
+		}
+	}
+	for _, c := range rec.Result.Matrix {
+		fmt.Fprintf(&b, "%s→%s %d\n", c.Issuer, c.Redeemer, c.Points)
+	}
+	return b.String()
 }
