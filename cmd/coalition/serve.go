@@ -39,6 +39,7 @@ type gatewayOptions struct {
 	logFormat         string
 	safetyLag         time.Duration
 	settleWorkers     int
+	rollupInterval    time.Duration
 	// expiry: lot lifetime and the expiry sweeper (expiry.go).
 	expiry expiryOptions
 	// signer signs published statements (set by the command, not a flag); nil: unsigned.
@@ -70,6 +71,8 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
 	registerSettleWorkers(f, &o.settleWorkers)
+	f.DurationVar(&o.rollupInterval, "rollup-interval", defaultRollupInterval,
+		"how often the ledger's epochs are sealed and summed for settlement runs (0: only when a run starts, which then sums everything since the last)")
 	o.expiry.register(f)
 	o.outbound.register(f)
 }
@@ -141,6 +144,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 	})
 	g.Go(func() error { return ledger.RunHoldSweeper(gctx, o.holdSweepInterval) })
 	g.Go(func() error { return runExpirySweeper(gctx, o.expiry, store, srv.Metrics, log) })
+	g.Go(func() error { return runRollups(gctx, o.rollupInterval, store, log) })
 	g.Go(func() error { return calls.run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()

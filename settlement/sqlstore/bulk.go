@@ -17,7 +17,7 @@ type awardBulk struct {
 	points                                 []int64
 	metadata                               []*string
 	occurred, created                      []time.Time
-	period, version                        []int64
+	period, version, epoch                 []int64
 	expires                                []time.Time
 	remaining                              []int64
 	// idempotency records
@@ -49,6 +49,7 @@ func (b *awardBulk) add(st *stamp, cmd settlement.Command, fp []byte, t settleme
 	b.occurred = append(b.occurred, occurred)
 	b.created = append(b.created, t.CreatedAt)
 	b.period = append(b.period, st.period)
+	b.epoch = append(b.epoch, st.epoch)
 	b.version = append(b.version, st.priceVersion)
 	b.expires = append(b.expires, expires)
 	b.remaining = append(b.remaining, remaining)
@@ -61,11 +62,11 @@ func (b *awardBulk) add(st *stamp, cmd settlement.Command, fp []byte, t settleme
 func (b *awardBulk) queue(w *writes) {
 	n := int64(b.n)
 	w.exec("insert award transactions", n, `INSERT INTO transactions
-		(id, partner_id, member_id, kind, points, reference, idempotency_key, metadata, occurred_at, created_at, period, price_version)
-		SELECT u.id, u.partner, u.member, 'award', u.points, u.reference, u.key, u.metadata::JSONB, u.occurred, u.created, u.period, u.version
-		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[], $10::INT8[], $11::INT8[])
-			AS u (id, partner, member, points, reference, key, metadata, occurred, created, period, version)`,
-		b.txnID, b.partner, b.member, b.points, b.reference, b.key, b.metadata, b.occurred, b.created, b.period, b.version)
+		(id, partner_id, member_id, kind, points, reference, idempotency_key, metadata, occurred_at, created_at, period, price_version, epoch)
+		SELECT u.id, u.partner, u.member, 'award', u.points, u.reference, u.key, u.metadata::JSONB, u.occurred, u.created, u.period, u.version, u.epoch
+		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[], $10::INT8[], $11::INT8[], $12::INT8[])
+			AS u (id, partner, member, points, reference, key, metadata, occurred, created, period, version, epoch)`,
+		b.txnID, b.partner, b.member, b.points, b.reference, b.key, b.metadata, b.occurred, b.created, b.period, b.version, b.epoch)
 	w.exec("insert award entries", 2*n, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period)
 		SELECT u.id, e.seq, CASE e.seq WHEN 0 THEN 'member:' || u.member ELSE 'partner:' || u.partner || ':issued' END,
 			CASE e.seq WHEN 0 THEN u.points ELSE -u.points END, u.created, u.period

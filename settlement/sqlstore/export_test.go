@@ -23,3 +23,9 @@ func ApplyBatch(s *Store, cmds []settlement.Command, now time.Time) ([]settlemen
 	}
 	return outs, errs
 }
+
+// PeriodData reads a period's aggregates as a settlement run does: from the rollups and the
+// unrolled ledger rows, or (rollups false) from the ledger rows alone.
+func PeriodData(ctx context.Context, s *Store, period int64, prev, cutoff time.Time, rollups bool) (settlement.PeriodData, error) {
+	return s.periodData(ctx, period, prev, cutoff, rollups)
+}

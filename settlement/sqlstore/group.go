@@ -583,19 +583,19 @@ func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int
 	}
 	stamps := make([]*stamp, len(ps))
 	var b pgx.Batch
-	b.Queue(`SELECT r.ord, s.open_period,
+	b.Queue(`SELECT r.ord, s.open_period, s.open_epoch,
 			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = r.partner AND p.effective_at <= r.at), 0)
 		FROM settlement_state s, unnest($2::TEXT[], $3::TIMESTAMPTZ[]) WITH ORDINALITY AS r (partner, at, ord)
 		WHERE s.shard = $1 ORDER BY r.ord FOR SHARE OF s`, rand.IntN(stateShards), partners, ats).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var ord, period, version int64
-			if err := rows.Scan(&ord, &period, &version); err != nil {
+			var ord, period, epoch, version int64
+			if err := rows.Scan(&ord, &period, &epoch, &version); err != nil {
 				return err
 			}
 			if ord < 1 || ord > int64(len(ps)) {
 				return fmt.Errorf("stamp row %d of %d", ord, len(ps))
 			}
-			stamps[ord-1] = &stamp{period: period, priceVersion: version, partnerID: partners[ord-1], at: ats[ord-1], exposureShard: exposureShard}
+			stamps[ord-1] = &stamp{period: period, epoch: epoch, priceVersion: version, partnerID: partners[ord-1], at: ats[ord-1], exposureShard: exposureShard}
 		}
 		return rows.Err()
 	})

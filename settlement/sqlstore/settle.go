@@ -49,12 +49,20 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
+	// Roll up what was sealed, the period's last transactions included: the aggregation then
+	// reads the ledger rows of the boundary hours only (rollup.go).
+	progress("rolling up sealed epochs")
+	rolled, err := s.RollUp(ctx, cfg.Now)
+	if err != nil {
+		return settlement.RunRecord{}, err
+	}
+	progress(fmt.Sprintf("rolled up %d epochs (%d transactions); epochs through %d are summed", rolled.Rolled, rolled.Transactions, rolled.RolledThrough))
 	model, err := s.Setting(ctx, "settlement_model", string(settlement.ModelHub))
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("aggregating period %d (%s, %s] on one snapshot", period, prev.Format(time.RFC3339), cfg.Cutoff.UTC().Format(time.RFC3339)))
-	data, err := s.periodData(ctx, period, prev, cfg.Cutoff.UTC())
+	data, err := s.periodData(ctx, period, prev, cfg.Cutoff.UTC(), true)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}

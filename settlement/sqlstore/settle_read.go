@@ -29,19 +29,50 @@ var membership = membershipOf("t")
 // transaction of an earlier period (late adjustments). It needs o, the reversed original.
 const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
 
-// flowsSQL aggregates the period's partner transactions. Everything but reversals groups by
-// a handful of low-cardinality keys (a hash aggregate in memory); only reversals, a small
-// share, are grouped with reverses_id so they can look up their original — on the aggregate,
-// never per row. Grouping every row by reverses_id made PostgreSQL sort the whole period to
-// disk. Reversals are read through their partial index (migration 0402), so transactions are
-// scanned once. The MATERIALIZED fence keeps the planner from joining before aggregating.
+// The aggregations below take, beyond $1–$3, the roll-up split (rollup.go): $4 the last
+// epoch rolled up; $5 and $6 the hours holding the previous cutoff and the cutoff; $7–$8 and
+// $9–$10 those two hours' bounds. A rolled-up hour other than those two lies entirely before
+// the previous cutoff (late rows, when stamped with this period) or entirely inside the window
+// or after it, so rolledMembership decides it whole; every other row is read from the ledger.
+
+// rolledMembership is membershipOf for a rollup row r (period, hour_no) of a rolled-up epoch.
+func rolledMembership(r string) string {
+	return r + `.epoch <= $4 AND ` + r + `.hour_no <> $5 AND ` + r + `.hour_no <> $6 AND ((` +
+		r + `.period <= $1 AND ` + r + `.hour_no > $5 AND ` + r + `.hour_no < $6) OR (` + r + `.period = $1 AND ` + r + `.hour_no < $5))`
+}
+
+// unrolled selects the ledger rows no rollup row stands for: of transaction t (epoch) and row
+// a (created_at, the same clock reading as t's), those of epochs not rolled up yet or in the
+// two boundary hours. The t.created_at ranges let the boundary hours be found by index.
+func unrolled(t, a string) string {
+	in := func(c string) string {
+		return `((` + c + ` > $7 AND ` + c + ` <= $8) OR (` + c + ` > $9 AND ` + c + ` <= $10))`
+	}
+	if t == a {
+		return `(` + t + `.epoch > $4 OR ` + in(t+".created_at") + `)`
+	}
+	return `(` + t + `.epoch > $4 OR (` + in(t+".created_at") + ` AND ` + in(a+".created_at") + `))`
+}
+
+// flowsSQL aggregates the period's partner transactions: rolled-up hours from rollup_flows,
+// the rest from transactions. Everything but reversals groups by a handful of low-cardinality
+// keys (a hash aggregate in memory); only reversals, a small share read through their partial
+// index (migration 0402), are grouped with reverses_id so they can look up their original —
+// on the aggregate, never per row. Grouping every row by reverses_id made PostgreSQL sort the
+// whole period to disk. The MATERIALIZED fence keeps the planner from joining before
+// aggregating.
 var flowsSQL = `WITH f AS MATERIALIZED (
-	SELECT t.partner_id, t.kind, NULL::UUID AS reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
-	FROM transactions t
-	WHERE (t.kind IN ('award', 'redeem', 'capture') OR (t.kind = 'expiry' AND t.reference = 'partner:' || t.partner_id)) AND ` + membership + `
+	SELECT r.partner_id, r.kind, NULL::UUID AS reverses_id, r.price_version, r.hour_no < $5 AS late, sum(r.points)::INT8 AS points, sum(r.txns)::INT8 AS txns
+	FROM rollup_flows r
+	WHERE ` + rolledMembership("r") + `
 	GROUP BY 1, 2, 4, 5
 	UNION ALL
-	SELECT t.partner_id, t.kind, t.reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points) AS points, count(*) AS txns
+	SELECT t.partner_id, t.kind, NULL::UUID AS reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points)::INT8 AS points, count(*)::INT8 AS txns
+	FROM transactions t
+	WHERE ` + flowKinds("t") + ` AND ` + membership + ` AND ` + unrolled("t", "t") + `
+	GROUP BY 1, 2, 4, 5
+	UNION ALL
+	SELECT t.partner_id, t.kind, t.reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points)::INT8 AS points, count(*)::INT8 AS txns
 	FROM transactions t
 	WHERE t.kind = 'reversal' AND ` + membership + `
 	GROUP BY 1, 2, 3, 4, 5
@@ -51,33 +82,54 @@ SELECT f.partner_id, f.kind, COALESCE(o.kind, ''), COALESCE(o.price_version, f.p
 FROM f LEFT JOIN transactions o ON o.id = f.reverses_id
 GROUP BY 1, 2, 3, 4, 5`
 
-// lineageSQL aggregates lineage: redemptions from lot_consumptions alone (each row carries its
-// redemption's period, time, redeemer and version; issuer_first counts each redemption once
-// per issuer), reversals from the few lot_returns joined to their transactions.
-var lineageSQL = `SELECT c.issuer, c.partner_id, c.price_version, c.created_at <= $2, false, sum(c.points)::INT8,
-	sum(CASE WHEN c.issuer_first THEN 1 ELSE 0 END)::INT8
-FROM lot_consumptions c
-WHERE ` + membershipOf("c") + `
+// lineageSQL aggregates lineage: redemptions from rollup_lineage and the unrolled
+// lot_consumptions rows (each carries its redemption's period, time, redeemer and version;
+// issuer_first counts each redemption once per issuer), reversals from the few lot_returns
+// joined to their transactions.
+var lineageSQL = `SELECT x.issuer, x.partner_id, x.price_version, x.late, false, sum(x.points)::INT8, sum(x.redemptions)::INT8
+FROM (
+	SELECT r.issuer, r.partner_id, r.price_version, r.hour_no < $5 AS late, r.points, r.redemptions
+	FROM rollup_lineage r
+	WHERE ` + rolledMembership("r") + `
+	UNION ALL
+	SELECT c.issuer, c.partner_id, c.price_version, c.created_at <= $2 AS late, c.points, CASE WHEN c.issuer_first THEN 1 ELSE 0 END::INT8
+	FROM transactions t JOIN lot_consumptions c ON c.txn_id = t.id
+	WHERE ` + membershipOf("c") + ` AND ` + unrolled("t", "c") + `
+) x
 GROUP BY 1, 2, 3, 4
 UNION ALL
-SELECT r.issuer, t.partner_id, o.price_version, ` + lateExpr + `, true, sum(r.points)::INT8, count(DISTINCT t.id)
+SELECT r.issuer, t.partner_id, o.price_version, ` + lateExpr + `, true, sum(r.points)::INT8, count(DISTINCT t.id)::INT8
 FROM lot_returns r JOIN transactions t ON t.id = r.txn_id JOIN transactions o ON o.id = t.reverses_id
 WHERE ` + membership + `
 GROUP BY 1, 2, 3, 4`
 
-// ledgerTotalsSQL sums the partner and campaign accounts' entries of the period, from entries
-// alone.
-var ledgerTotalsSQL = `SELECT e.account, sum(e.amount)::INT8
-FROM entries e
-WHERE (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%') AND ` + membershipOf("e") + `
-GROUP BY e.account`
+// ledgerTotalsSQL sums the partner and campaign accounts' entries of the period: rolled-up
+// hours from rollup_totals, the rest from entries.
+var ledgerTotalsSQL = `SELECT x.account, sum(x.amount)::INT8
+FROM (
+	SELECT r.account, r.amount FROM rollup_totals r
+	WHERE ` + rolledMembership("r") + `
+	UNION ALL
+	SELECT e.account, e.amount
+	FROM transactions t JOIN entries e ON e.txn_id = t.id
+	WHERE (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%') AND ` + membershipOf("e") + ` AND ` + unrolled("t", "e") + `
+) x
+GROUP BY x.account`
+
+// rollupSplit returns the arguments $4–$10 of the aggregations for the window (prev, cutoff]
+// with every epoch up to rolledThrough rolled up.
+func rollupSplit(prev, cutoff time.Time, rolledThrough int64) []any {
+	hp, hc := hourOf(prev), hourOf(cutoff)
+	return []any{rolledThrough, hp, hc, hourStart(hp), hourStart(hp + 1), hourStart(hc), hourStart(hc + 1)}
+}
 
 // periodData reads the period's aggregates in one read-only snapshot. On PostgreSQL the
 // transaction is SERIALIZABLE READ ONLY DEFERRABLE: it waits for a snapshot that cannot be
 // part of a serialization anomaly, then never blocks writers nor fails. Its aggregations use
 // at most Config.SettleParallelWorkers parallel workers (default none): a run is a batch job
 // next to live traffic, and every core its workers take is one the ledger's backends lose.
-func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.Time) (settlement.PeriodData, error) {
+// rollups false reads every row from the ledger (tests compare both).
+func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.Time, rollups bool) (settlement.PeriodData, error) {
 	d := settlement.PeriodData{Period: period, PreviousCutoff: prev, Cutoff: cutoff,
 		LedgerIssued: map[string]int64{}, LedgerRedeemed: map[string]int64{}, LedgerCampaigns: map[string]int64{}, Terms: map[settlement.TermsKey]settlement.PriceTerms{}}
 	engine, err := s.Engine(ctx)
@@ -100,13 +152,21 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 		}
 	}
 	args := []any{period, prev, cutoff}
-	if err := readFlows(ctx, tx, args, &d); err != nil {
+	var rolledThrough int64
+	if err := tx.QueryRow(ctx, rolledThroughSQL).Scan(&rolledThrough); err != nil {
+		return d, fmt.Errorf("read rolled-up epochs: %w", err)
+	}
+	if !rollups {
+		rolledThrough = -1
+	}
+	split := append(args[:3:3], rollupSplit(prev, cutoff, rolledThrough)...)
+	if err := readFlows(ctx, tx, split, &d); err != nil {
 		return d, err
 	}
-	if err := readLineage(ctx, tx, args, &d); err != nil {
+	if err := readLineage(ctx, tx, split, &d); err != nil {
 		return d, err
 	}
-	if err := readLedgerTotals(ctx, tx, args, &d); err != nil {
+	if err := readLedgerTotals(ctx, tx, split, &d); err != nil {
 		return d, err
 	}
 	if err := readCampaigns(ctx, tx, args, &d); err != nil { // settle_campaigns.go

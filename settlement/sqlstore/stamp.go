@@ -18,6 +18,7 @@ const stateShards = 16
 // alone.
 type stamp struct {
 	period       int64
+	epoch        int64 // roll-up epoch (rollup.go)
 	priceVersion int64
 	partnerID    string
 	at           time.Time
@@ -27,14 +28,15 @@ type stamp struct {
 	awardTerms *awardTerms
 }
 
-// readStamp reads one settlement_state shard FOR SHARE — so a period close, which updates
-// every shard, waits for this transaction — and the partner's effective price version.
+// readStamp reads one settlement_state shard FOR SHARE — so a period close or an epoch seal,
+// which update every shard, wait for this transaction — and the partner's effective price
+// version.
 func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
 	st := stamp{partnerID: partnerID, at: now, exposureShard: -1}
-	err := tx.QueryRow(ctx, `SELECT s.open_period,
+	err := tx.QueryRow(ctx, `SELECT s.open_period, s.open_epoch,
 			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
 		FROM settlement_state s WHERE s.shard = $1 FOR SHARE`, rand.IntN(stateShards), partnerID, now).
-		Scan(&st.period, &st.priceVersion)
+		Scan(&st.period, &st.epoch, &st.priceVersion)
 	if err != nil {
 		return nil, fmt.Errorf("read settlement period: %w", err)
 	}

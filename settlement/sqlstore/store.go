@@ -253,10 +253,10 @@ func (w *writes) addTxn(t txnRow, entries ...entry) error {
 		metadata = t.metadata
 	}
 	w.exec("insert transaction", 1, `INSERT INTO transactions
-		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at, period, price_version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at, period, price_version, epoch)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt,
-		w.stamp.period, w.stamp.priceVersion)
+		w.stamp.period, w.stamp.priceVersion, w.stamp.epoch)
 	for i, e := range entries {
 		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period) VALUES ($1, $2, $3, $4, $5, $6)`,
 			t.id, i, e.account, e.amount, t.createdAt, w.stamp.period)
