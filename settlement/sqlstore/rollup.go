@@ -17,9 +17,11 @@ import (
 // settlement_state shard row (FOR SHARE) as its period. Sealing an epoch updates every shard,
 // which waits for the transactions that read the old epoch, exactly like a period close: once
 // the seal commits, no transaction of that epoch can still commit, so its rows are final. The
-// roll-up worker then sums each sealed epoch once, in one transaction with its rollup_epochs
-// marker, into rollup_flows, rollup_lineage and rollup_totals, keyed by settlement period and
-// hour of created_at — what a run's period membership depends on.
+// roll-up worker then adds each sealed epoch's sums once, in one transaction with its
+// rollup_epochs marker, to rollup_flows, rollup_lineage and rollup_totals, keyed by hour of
+// created_at and settlement period — what a run's period membership depends on — so the
+// rollups grow with hours, not with epochs or transactions. Epochs are rolled up in order,
+// each only once the one before it is: the rollups always stand for epochs 0 to R.
 //
 // A run reads the rolled-up hours entirely inside or entirely before its window from the
 // rollups, and everything else from the ledger rows: the epochs not rolled up yet (found
@@ -56,23 +58,29 @@ func flowKinds(t string) string {
 	return `(` + t + `.kind IN ('award', 'redeem', 'capture') OR (` + t + `.kind = 'expiry' AND ` + t + `.reference = 'partner:' || ` + t + `.partner_id))`
 }
 
-// rollEpochSQL sums one sealed epoch ($1) into the rollup tables and marks it rolled up ($2:
-// the time). Entries and lineage rows are found through their transaction's epoch.
+// rollEpochSQL adds one sealed epoch's sums ($1) to the rollup tables and marks it rolled up
+// ($2: the time), in one transaction. Entries and lineage rows are found through their
+// transaction's epoch.
 var rollEpochSQL = []struct{ what, sql string }{
-	{"roll up flows", `INSERT INTO rollup_flows (epoch, period, hour_no, partner_id, kind, price_version, points, txns)
-		SELECT t.epoch, t.period, ` + hourNo("t.created_at") + `, t.partner_id, t.kind, t.price_version, sum(t.points)::INT8, count(*)::INT8
+	{"roll up flows", `INSERT INTO rollup_flows (hour_no, period, partner_id, kind, price_version, points, txns)
+		SELECT ` + hourNo("t.created_at") + `, t.period, t.partner_id, t.kind, t.price_version, sum(t.points)::INT8, count(*)::INT8
 		FROM transactions t WHERE t.epoch = $1 AND ` + flowKinds("t") + `
-		GROUP BY 1, 2, 3, 4, 5, 6`},
-	{"roll up lineage", `INSERT INTO rollup_lineage (epoch, period, hour_no, issuer, partner_id, price_version, points, redemptions)
-		SELECT t.epoch, c.period, ` + hourNo("c.created_at") + `, c.issuer, c.partner_id, c.price_version, sum(c.points)::INT8,
+		GROUP BY 1, 2, 3, 4, 5
+		ON CONFLICT (hour_no, period, partner_id, kind, price_version)
+		DO UPDATE SET points = rollup_flows.points + excluded.points, txns = rollup_flows.txns + excluded.txns`},
+	{"roll up lineage", `INSERT INTO rollup_lineage (hour_no, period, issuer, partner_id, price_version, points, redemptions)
+		SELECT ` + hourNo("c.created_at") + `, c.period, c.issuer, c.partner_id, c.price_version, sum(c.points)::INT8,
 			sum(CASE WHEN c.issuer_first THEN 1 ELSE 0 END)::INT8
 		FROM transactions t JOIN lot_consumptions c ON c.txn_id = t.id WHERE t.epoch = $1
-		GROUP BY 1, 2, 3, 4, 5, 6`},
-	{"roll up ledger totals", `INSERT INTO rollup_totals (epoch, period, hour_no, account, amount)
-		SELECT t.epoch, e.period, ` + hourNo("e.created_at") + `, e.account, sum(e.amount)::INT8
+		GROUP BY 1, 2, 3, 4, 5
+		ON CONFLICT (hour_no, period, issuer, partner_id, price_version)
+		DO UPDATE SET points = rollup_lineage.points + excluded.points, redemptions = rollup_lineage.redemptions + excluded.redemptions`},
+	{"roll up ledger totals", `INSERT INTO rollup_totals (hour_no, period, account, amount)
+		SELECT ` + hourNo("e.created_at") + `, e.period, e.account, sum(e.amount)::INT8
 		FROM transactions t JOIN entries e ON e.txn_id = t.id
 		WHERE t.epoch = $1 AND (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%')
-		GROUP BY 1, 2, 3, 4`},
+		GROUP BY 1, 2, 3
+		ON CONFLICT (hour_no, period, account) DO UPDATE SET amount = rollup_totals.amount + excluded.amount`},
 	{"mark the epoch rolled up", `INSERT INTO rollup_epochs (epoch, transactions, rolled_at)
 		SELECT $1, count(*), $2 FROM transactions WHERE epoch = $1`},
 }
@@ -94,8 +102,13 @@ type RollUpStats struct {
 // an epoch another one rolled up meanwhile is skipped. The gateway calls it every
 // --rollup-interval; a settlement run calls it after closing its period.
 func (s *Store) RollUp(ctx context.Context, now time.Time) (RollUpStats, error) {
+	return s.rollUp(ctx, now, true)
+}
+
+// rollUp is RollUp, sealing the open epoch only when seal is true.
+func (s *Store) rollUp(ctx context.Context, now time.Time, seal bool) (RollUpStats, error) {
 	var st RollUpStats
-	open, err := s.sealEpoch(ctx)
+	open, err := s.sealEpoch(ctx, seal)
 	if err != nil {
 		return st, err
 	}
@@ -120,10 +133,11 @@ type openEpoch struct {
 	sealed bool
 }
 
-// sealEpoch closes the open epoch if any transaction was stamped with it. The emptiness check
+// sealEpoch closes the open epoch if seal is set and any transaction was stamped with it; it
+// returns the open epoch. The emptiness check
 // reads outside the sealing transaction, so that transaction reads no ledger row: under
 // PostgreSQL's SSI it then conflicts with no ledger transaction but through settlement_state.
-func (s *Store) sealEpoch(ctx context.Context) (openEpoch, error) {
+func (s *Store) sealEpoch(ctx context.Context, seal bool) (openEpoch, error) {
 	var o openEpoch
 	var used bool
 	err := s.pool.QueryRow(ctx, `SELECT s.open_epoch, EXISTS (SELECT 1 FROM transactions t WHERE t.epoch = s.open_epoch)
@@ -131,7 +145,7 @@ func (s *Store) sealEpoch(ctx context.Context) (openEpoch, error) {
 	if err != nil {
 		return o, fmt.Errorf("read the open epoch: %w", err)
 	}
-	if !used {
+	if !used || !seal {
 		return o, nil
 	}
 	err = s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {

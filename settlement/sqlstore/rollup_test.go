@@ -111,7 +111,7 @@ func TestRollupsMatchTheLedger(t *testing.T) {
 	}
 	// After the close: a late redemption (created before cutoff 1, stamped period 2), a reversal
 	// of a period-1 redemption, a partial award reversal, and traffic in period 2.
-	spend(cutoff1.Add(-time.Minute), "M-7")
+	spend(cutoff1.Add(-2*time.Hour), "M-7") // in an hour wholly inside period 1
 	e.at(h.Add(6*time.Hour + time.Minute))
 	e.must(t, reverse(fuel, "rv-1", redeem3, 1200))
 	e.must(t, reverse(acme, "rv-2", award4, 100))

@@ -45,14 +45,16 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 	}
 	defer s.releaseLease(cfg.Holder)
 	progress("closing the period")
-	period, prev, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
+	period, prev, closed, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
-	// Roll up what was sealed, the period's last transactions included: the aggregation then
-	// reads the ledger rows of the boundary hours only (rollup.go).
+	// Roll up what was sealed (rollup.go). Closing a period also seals the open epoch, holding
+	// the period's last transactions, so they are summed too; that waits for in-flight
+	// transactions, as the close did. A re-run of a closed period does not seal: it reads the
+	// few rows not rolled up yet from the ledger, without holding up live traffic.
 	progress("rolling up sealed epochs")
-	rolled, err := s.RollUp(ctx, cfg.Now)
+	rolled, err := s.rollUp(ctx, cfg.Now, closed)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
@@ -114,13 +116,15 @@ func (s *Store) releaseLease(holder string) {
 }
 
 // closePeriod returns the period ending at cutoff: an already closed one with exactly that
-// cutoff, or a newly closed one. Closing updates every settlement_state shard; that waits for
+// cutoff, or a newly closed one (closed true). Closing updates every settlement_state shard; that waits for
 // every ledger transaction that read the open period FOR SHARE, so none of them can commit
 // into a period after it closed.
-func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, time.Time, error) {
+func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, time.Time, bool, error) {
 	var period int64
 	var prev time.Time
+	var closed bool
 	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		closed = false
 		var last int64
 		var lastCutoff *time.Time
 		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(period), 0), max(cutoff) FROM settlement_periods`).Scan(&last, &lastCutoff); err != nil {
@@ -146,9 +150,10 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, 
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO settlement_periods (period, previous_cutoff, cutoff, closed_at) VALUES ($1, $2, $3, $4)`,
 			period, prev, cutoff, now)
+		closed = err == nil
 		return err
 	})
-	return period, prev.UTC(), err
+	return period, prev.UTC(), closed, err
 }
 
 // storeRun assigns the next run id and writes the run with its lines and matrix.

@@ -30,15 +30,22 @@ var membership = membershipOf("t")
 const lateExpr = `(t.created_at <= $2 OR COALESCE(o.created_at <= $2, false))`
 
 // The aggregations below take, beyond $1–$3, the roll-up split (rollup.go): $4 the last
-// epoch rolled up; $5 and $6 the hours holding the previous cutoff and the cutoff; $7–$8 and
-// $9–$10 those two hours' bounds. A rolled-up hour other than those two lies entirely before
-// the previous cutoff (late rows, when stamped with this period) or entirely inside the window
-// or after it, so rolledMembership decides it whole; every other row is read from the ledger.
+// epoch rolled up (the rollups stand for epochs 0 to $4); $5 and $6 the hours holding the
+// previous cutoff and the cutoff; $7–$8 and $9–$10 those two hours' bounds. A rolled-up hour
+// other than those two lies entirely before the previous cutoff (late rows, when stamped with
+// this period) or entirely inside the window or after it, so its rollup row is in or out
+// whole; every other row is read from the ledger.
 
-// rolledMembership is membershipOf for a rollup row r (period, hour_no) of a rolled-up epoch.
-func rolledMembership(r string) string {
-	return r + `.epoch <= $4 AND ` + r + `.hour_no <> $5 AND ` + r + `.hour_no <> $6 AND ((` +
-		r + `.period <= $1 AND ` + r + `.hour_no > $5 AND ` + r + `.hour_no < $6) OR (` + r + `.period = $1 AND ` + r + `.hour_no < $5))`
+// rolledWindow and rolledLate select the rollup rows (r: hour_no, period) of a run's window:
+// hours wholly inside it, of this period or earlier ones, and hours wholly before the previous
+// cutoff, of this period only (its late rows). Each is a range of one index. With $4 < 0 no
+// epoch is rolled up, and no rollup row counts (tests read the ledger alone that way).
+func rolledWindow(r string) string {
+	return `$4 >= 0 AND ` + r + `.hour_no > $5 AND ` + r + `.hour_no < $6 AND ` + r + `.period <= $1`
+}
+
+func rolledLate(r string) string {
+	return `$4 >= 0 AND ` + r + `.period = $1 AND ` + r + `.hour_no < $5`
 }
 
 // unrolled selects the ledger rows no rollup row stands for: of transaction t (epoch) and row
@@ -62,10 +69,15 @@ func unrolled(t, a string) string {
 // whole period to disk. The MATERIALIZED fence keeps the planner from joining before
 // aggregating.
 var flowsSQL = `WITH f AS MATERIALIZED (
-	SELECT r.partner_id, r.kind, NULL::UUID AS reverses_id, r.price_version, r.hour_no < $5 AS late, sum(r.points)::INT8 AS points, sum(r.txns)::INT8 AS txns
+	SELECT r.partner_id, r.kind, NULL::UUID AS reverses_id, r.price_version, false AS late, sum(r.points)::INT8 AS points, sum(r.txns)::INT8 AS txns
 	FROM rollup_flows r
-	WHERE ` + rolledMembership("r") + `
-	GROUP BY 1, 2, 4, 5
+	WHERE ` + rolledWindow("r") + `
+	GROUP BY 1, 2, 4
+	UNION ALL
+	SELECT r.partner_id, r.kind, NULL::UUID AS reverses_id, r.price_version, true AS late, sum(r.points)::INT8 AS points, sum(r.txns)::INT8 AS txns
+	FROM rollup_flows r
+	WHERE ` + rolledLate("r") + `
+	GROUP BY 1, 2, 4
 	UNION ALL
 	SELECT t.partner_id, t.kind, NULL::UUID AS reverses_id, t.price_version, t.created_at <= $2 AS late, sum(t.points)::INT8 AS points, count(*)::INT8 AS txns
 	FROM transactions t
@@ -88,9 +100,13 @@ GROUP BY 1, 2, 3, 4, 5`
 // joined to their transactions.
 var lineageSQL = `SELECT x.issuer, x.partner_id, x.price_version, x.late, false, sum(x.points)::INT8, sum(x.redemptions)::INT8
 FROM (
-	SELECT r.issuer, r.partner_id, r.price_version, r.hour_no < $5 AS late, r.points, r.redemptions
+	SELECT r.issuer, r.partner_id, r.price_version, false AS late, r.points, r.redemptions
 	FROM rollup_lineage r
-	WHERE ` + rolledMembership("r") + `
+	WHERE ` + rolledWindow("r") + `
+	UNION ALL
+	SELECT r.issuer, r.partner_id, r.price_version, true AS late, r.points, r.redemptions
+	FROM rollup_lineage r
+	WHERE ` + rolledLate("r") + `
 	UNION ALL
 	SELECT c.issuer, c.partner_id, c.price_version, c.created_at <= $2 AS late, c.points, CASE WHEN c.issuer_first THEN 1 ELSE 0 END::INT8
 	FROM transactions t JOIN lot_consumptions c ON c.txn_id = t.id
@@ -107,8 +123,9 @@ GROUP BY 1, 2, 3, 4`
 // hours from rollup_totals, the rest from entries.
 var ledgerTotalsSQL = `SELECT x.account, sum(x.amount)::INT8
 FROM (
-	SELECT r.account, r.amount FROM rollup_totals r
-	WHERE ` + rolledMembership("r") + `
+	SELECT r.account, r.amount FROM rollup_totals r WHERE ` + rolledWindow("r") + `
+	UNION ALL
+	SELECT r.account, r.amount FROM rollup_totals r WHERE ` + rolledLate("r") + `
 	UNION ALL
 	SELECT e.account, e.amount
 	FROM transactions t JOIN entries e ON e.txn_id = t.id

@@ -1,14 +1,14 @@
--- Per sealed epoch, settlement period and hour of created_at (hour_no h holds the times in
--- ((h-1) h, h h], counted in hours since 1970): partner flows of awards, redemptions, captures
--- and partner expiries, as settlement's flows query groups them. Reversals are not rolled up.
+-- The rolled-up epochs' partner flows (awards, redemptions, captures, partner expiries; not
+-- reversals), by hour of created_at (hour_no h holds ((h-1)·1h, h·1h] since 1970) and
+-- settlement period, as settlement's flows query groups them. Each epoch's sums are added
+-- once, in the transaction that marks it in rollup_epochs.
 CREATE TABLE IF NOT EXISTS rollup_flows (
-    epoch         INT8 NOT NULL,
-    period        INT8 NOT NULL,
     hour_no       INT8 NOT NULL,
+    period        INT8 NOT NULL,
     partner_id    TEXT NOT NULL,
     kind          TEXT NOT NULL,
     price_version INT8 NOT NULL,
     points        INT8 NOT NULL,
     txns          INT8 NOT NULL,
-    PRIMARY KEY (epoch, period, hour_no, partner_id, kind, price_version)
+    PRIMARY KEY (hour_no, period, partner_id, kind, price_version)
 )
