@@ -139,16 +139,20 @@ type openEpoch struct {
 // PostgreSQL's SSI it then conflicts with no ledger transaction but through settlement_state.
 func (s *Store) sealEpoch(ctx context.Context, seal bool) (openEpoch, error) {
 	var o openEpoch
-	var used bool
-	err := s.pool.QueryRow(ctx, `SELECT s.open_epoch, EXISTS (SELECT 1 FROM transactions t WHERE t.epoch = s.open_epoch)
-		FROM settlement_state s WHERE s.shard = 0`).Scan(&o.epoch, &used)
-	if err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT open_epoch FROM settlement_state WHERE shard = 0`).Scan(&o.epoch); err != nil {
 		return o, fmt.Errorf("read the open epoch: %w", err)
 	}
-	if !used || !seal {
+	if !seal {
 		return o, nil
 	}
-	err = s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	var used bool // a parameter, not a correlated subquery: PostgreSQL then looks it up in the epoch index
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE epoch = $1)`, o.epoch).Scan(&used); err != nil {
+		return o, fmt.Errorf("read the open epoch: %w", err)
+	}
+	if !used {
+		return o, nil
+	}
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// Every shard moves from o.epoch together; another replica's seal leaves none to move.
 		tag, err := tx.Exec(ctx, `UPDATE settlement_state SET open_epoch = open_epoch + 1 WHERE open_epoch = $1`, o.epoch)
 		if err != nil {

@@ -50,7 +50,9 @@ func rolledLate(r string) string {
 
 // unrolled selects the ledger rows no rollup row stands for: of transaction t (epoch) and row
 // a (created_at, the same clock reading as t's), those of epochs not rolled up yet or in the
-// two boundary hours. The t.created_at ranges let the boundary hours be found by index.
+// two boundary hours. The t.created_at ranges let the boundary hours be found by index. The
+// joined reads also filter t by period membership (its period and created_at are its rows'),
+// so the later periods' transactions among them are dropped before their rows are looked up.
 func unrolled(t, a string) string {
 	in := func(c string) string {
 		return `((` + c + ` > $7 AND ` + c + ` <= $8) OR (` + c + ` > $9 AND ` + c + ` <= $10))`
@@ -110,7 +112,7 @@ FROM (
 	UNION ALL
 	SELECT c.issuer, c.partner_id, c.price_version, c.created_at <= $2 AS late, c.points, CASE WHEN c.issuer_first THEN 1 ELSE 0 END::INT8
 	FROM transactions t JOIN lot_consumptions c ON c.txn_id = t.id
-	WHERE ` + membershipOf("c") + ` AND ` + unrolled("t", "c") + `
+	WHERE ` + membership + ` AND ` + membershipOf("c") + ` AND ` + unrolled("t", "c") + `
 ) x
 GROUP BY 1, 2, 3, 4
 UNION ALL
@@ -129,7 +131,7 @@ FROM (
 	UNION ALL
 	SELECT e.account, e.amount
 	FROM transactions t JOIN entries e ON e.txn_id = t.id
-	WHERE (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%') AND ` + membershipOf("e") + ` AND ` + unrolled("t", "e") + `
+	WHERE (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%') AND ` + membership + ` AND ` + membershipOf("e") + ` AND ` + unrolled("t", "e") + `
 ) x
 GROUP BY x.account`
 
