@@ -50,6 +50,9 @@ func TestSoak(t *testing.T) {
 	if res.VerifyRuns != 5 || res.ChecksPassed == 0 || res.AckChecked != int(res.OK) {
 		t.Errorf("verify runs %d, checks passed %d, acknowledged checked %d of %d", res.VerifyRuns, res.ChecksPassed, res.AckChecked, res.OK)
 	}
+	if res.EpochsRolled < 10 {
+		t.Errorf("%d epochs rolled up: the roll-up worker did not run under the soak", res.EpochsRolled)
+	}
 }
 
 // TestBenchAndVerify runs every bench workload briefly against `coalition dev`, then
