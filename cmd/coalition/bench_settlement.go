@@ -38,6 +38,7 @@ type benchSettlementOptions struct {
 	clients        int
 	awardSeconds   time.Duration
 	settleWorkers  int
+	settleDuty     float64
 	rollupInterval time.Duration
 }
 
@@ -65,7 +66,7 @@ more than 2× the GROUP BY or awards fall below 0.8× their rate.`,
 	f.IntVar(&o.workers, "gen-workers", 2, "concurrent generator transactions")
 	f.IntVar(&o.clients, "clients", 8, "concurrent award clients")
 	f.DurationVar(&o.awardSeconds, "award-duration", 10*time.Second, "how long awards run alone")
-	registerSettleWorkers(f, &o.settleWorkers)
+	registerSettleWorkers(f, &o.settleWorkers, &o.settleDuty)
 	f.DurationVar(&o.rollupInterval, "rollup-interval", 5*time.Second, "the gateway's --rollup-interval while awards run")
 	return cmd
 }
@@ -145,7 +146,7 @@ func benchSettlement(ctx context.Context, w io.Writer, o benchSettlementOptions,
 	if _, err := pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
 		return fig, err
 	}
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, SettleParallelWorkers: o.settleWorkers})
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, SettleParallelWorkers: o.settleWorkers, SettleDutyCycle: o.settleDuty})
 	if err != nil {
 		return fig, err
 	}

@@ -51,7 +51,7 @@ func benchAwards(ctx context.Context, w io.Writer, o benchSettlementOptions, dir
 	go func() {
 		opts := gatewayOptions{grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", trustDomain: gateway.DefaultTrustDomain,
 			shutdownTimeout: 5 * time.Second, holdSweepInterval: time.Second, partnerCacheTTL: time.Second, safetyLag: time.Minute,
-			rollupInterval: o.rollupInterval, settleWorkers: o.settleWorkers}
+			rollupInterval: o.rollupInterval, settleWorkers: o.settleWorkers, settleDuty: o.settleDuty}
 		gwErr <- runGateway(gctx, opts, pool, certs, log, func(_ context.Context, grpcAddr, _ string) error {
 			addrc <- grpcAddr
 			return nil

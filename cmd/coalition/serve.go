@@ -39,6 +39,7 @@ type gatewayOptions struct {
 	logFormat         string
 	safetyLag         time.Duration
 	settleWorkers     int
+	settleDuty        float64
 	rollupInterval    time.Duration
 	// expiry: lot lifetime and the expiry sweeper (expiry.go).
 	expiry expiryOptions
@@ -70,7 +71,7 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 		"group-commit batches running at once (database connections they use); 0: 1 on PostgreSQL, 4 on CockroachDB")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.DurationVar(&o.safetyLag, "settlement-safety-lag", 5*time.Minute, "how far in the past a settlement cutoff must be")
-	registerSettleWorkers(f, &o.settleWorkers)
+	registerSettleWorkers(f, &o.settleWorkers, &o.settleDuty)
 	f.DurationVar(&o.rollupInterval, "rollup-interval", defaultRollupInterval,
 		"how often the ledger's epochs are sealed and summed for settlement runs (0: only when a run starts, which then sums everything since the last)")
 	o.expiry.register(f)
@@ -93,7 +94,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 			}
 		}
 	}
-	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, GroupCommit: gc, SettleParallelWorkers: o.settleWorkers, Runner: sqlstore.RunnerConfig{
+	store, err := sqlstore.New(sqlstore.Config{Pool: pool, Logger: log, LotLifetime: o.expiry.lotLifetime, GroupCommit: gc, SettleParallelWorkers: o.settleWorkers, SettleDutyCycle: o.settleDuty, Runner: sqlstore.RunnerConfig{
 		OnRetry: func(int, error) {
 			if metrics != nil {
 				metrics.TxnRetries.Inc()
@@ -223,9 +224,16 @@ func newServeCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// registerSettleWorkers registers --settlement-parallel-workers (sqlstore.Config.SettleParallelWorkers).
-func registerSettleWorkers(f *pflag.FlagSet, v *int) {
-	f.IntVar(v, "settlement-parallel-workers", 0, fmt.Sprintf(
+// defaultSettleDutyCycle is --settlement-duty-cycle's default: a run's statements take at most
+// half of its time.
+const defaultSettleDutyCycle = 0.5
+
+// registerSettleWorkers registers --settlement-parallel-workers and --settlement-duty-cycle
+// (sqlstore.Config.SettleParallelWorkers, SettleDutyCycle).
+func registerSettleWorkers(f *pflag.FlagSet, workers *int, duty *float64) {
+	f.IntVar(workers, "settlement-parallel-workers", 0, fmt.Sprintf(
 		"parallel workers PostgreSQL may give each aggregation of a settlement run (0: one backend, leaving the other cores to live traffic; %d: the database's max_parallel_workers_per_gather)",
 		sqlstore.SettleParallelWorkersDatabase))
+	f.Float64Var(duty, "settlement-duty-cycle", defaultSettleDutyCycle,
+		"fraction of a settlement run's time its heavy statements may take; it pauses for the rest, like autovacuum's cost delay (1: full speed)")
 }

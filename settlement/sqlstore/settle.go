@@ -54,8 +54,12 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 	// transactions, as the close did. A re-run of a closed period does not seal: it reads the
 	// few rows not rolled up yet from the ledger, without holding up live traffic.
 	progress("rolling up sealed epochs")
+	rollStart := time.Now()
 	rolled, err := s.rollUp(ctx, cfg.Now, closed)
 	if err != nil {
+		return settlement.RunRecord{}, err
+	}
+	if err := s.pace(ctx, time.Since(rollStart)); err != nil {
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("rolled up %d epochs (%d transactions); epochs through %d are summed", rolled.Rolled, rolled.Transactions, rolled.RolledThrough))

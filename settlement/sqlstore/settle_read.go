@@ -135,6 +135,22 @@ FROM (
 ) x
 GROUP BY x.account`
 
+// pace pauses a settlement run after a step that took busy, so that its steps take at most
+// Config.SettleDutyCycle of its time.
+func (s *Store) pace(ctx context.Context, busy time.Duration) error {
+	if s.settleDuty >= 1 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(float64(busy) * (1 - s.settleDuty) / s.settleDuty))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // rollupSplit returns the arguments $4–$10 of the aggregations for the window (prev, cutoff]
 // with every epoch up to rolledThrough rolled up.
 func rollupSplit(prev, cutoff time.Time, rolledThrough int64) []any {
@@ -179,17 +195,19 @@ func (s *Store) periodData(ctx context.Context, period int64, prev, cutoff time.
 		rolledThrough = -1
 	}
 	split := append(args[:3:3], rollupSplit(prev, cutoff, rolledThrough)...)
-	if err := readFlows(ctx, tx, split, &d); err != nil {
-		return d, err
-	}
-	if err := readLineage(ctx, tx, split, &d); err != nil {
-		return d, err
-	}
-	if err := readLedgerTotals(ctx, tx, split, &d); err != nil {
-		return d, err
-	}
-	if err := readCampaigns(ctx, tx, args, &d); err != nil { // settle_campaigns.go
-		return d, err
+	for _, read := range []func() error{
+		func() error { return readFlows(ctx, tx, split, &d) },
+		func() error { return readLineage(ctx, tx, split, &d) },
+		func() error { return readLedgerTotals(ctx, tx, split, &d) },
+		func() error { return readCampaigns(ctx, tx, args, &d) }, // settle_campaigns.go
+	} {
+		start := time.Now()
+		if err := read(); err != nil {
+			return d, err
+		}
+		if err := s.pace(ctx, time.Since(start)); err != nil {
+			return d, err
+		}
 	}
 	for _, f := range d.Flows { // every counted transaction is in exactly one flow group
 		d.Transactions += f.Txns

@@ -34,6 +34,11 @@ type Config struct {
 	// SettleParallelWorkersDatabase keeps the database's own setting. CockroachDB plans its
 	// distribution itself and ignores it.
 	SettleParallelWorkers int
+	// SettleDutyCycle paces a settlement run like PostgreSQL's vacuum_cost_delay paces
+	// autovacuum: after each heavy step the run pauses so that its statements take at most this
+	// fraction of its time (0.5: it pauses as long as the step took), leaving the rest to live
+	// traffic. 0 or 1 means full speed; at most 1.
+	SettleDutyCycle float64
 }
 
 // SettleParallelWorkersDatabase leaves a settlement run's parallelism to the database.
@@ -53,7 +58,8 @@ type Store struct {
 	group    *grouper // nil: group commit off
 	groupCfg GroupCommitConfig
 
-	settleWorkers int // Config.SettleParallelWorkers
+	settleWorkers int     // Config.SettleParallelWorkers
+	settleDuty    float64 // Config.SettleDutyCycle, 1 when unset
 
 	engineMu sync.Mutex
 	engine   string // set by Engine
@@ -85,8 +91,14 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("sqlstore: settlement parallel workers %d: want 0 to %d, or %d for the database's setting",
 			w, maxSettleParallelWorkers, SettleParallelWorkersDatabase)
 	}
+	if d := cfg.SettleDutyCycle; d < 0 || d > 1 || d != d {
+		return nil, fmt.Errorf("sqlstore: settlement duty cycle %v: want a fraction in (0, 1]", d)
+	}
+	if cfg.SettleDutyCycle == 0 {
+		cfg.SettleDutyCycle = 1
+	}
 	s := &Store{pool: cfg.Pool, runner: runner, log: cfg.Logger, lotLifetime: cfg.LotLifetime, now: cfg.Now, groupCfg: gc,
-		settleWorkers: cfg.SettleParallelWorkers}
+		settleWorkers: cfg.SettleParallelWorkers, settleDuty: cfg.SettleDutyCycle}
 	if gc.MaxBatch > 1 {
 		s.group = newGrouper(gc, s)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -116,7 +117,9 @@ func rerunInParallel(ctx context.Context, t *testing.T, pool *pgxpool.Pool, cfg 
 		t.Fatalf("plan with free parallelism has no Gather:\n%s", strings.Join(plan, "\n"))
 	}
 	for _, workers := range []int{sqlstore.SettleParallelWorkersDatabase, 0} {
-		store, err := sqlstore.New(sqlstore.Config{Pool: parallelPool, Logger: slog.New(slog.DiscardHandler), SettleParallelWorkers: workers})
+		// The single-backend run is also paced (SettleDutyCycle), as `coalition serve` runs it.
+		store, err := sqlstore.New(sqlstore.Config{Pool: parallelPool, Logger: slog.New(slog.DiscardHandler), SettleParallelWorkers: workers,
+			SettleDutyCycle: map[bool]float64{true: 0.5}[workers == 0]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +136,11 @@ func rerunInParallel(ctx context.Context, t *testing.T, pool *pgxpool.Pool, cfg 
 	for _, bad := range []int{-2, 65} {
 		if _, err := sqlstore.New(sqlstore.Config{Pool: pool, SettleParallelWorkers: bad}); err == nil || !strings.Contains(err.Error(), "parallel workers") {
 			t.Errorf("SettleParallelWorkers %d: err %v, want a rejection naming it", bad, err)
+		}
+	}
+	for _, bad := range []float64{-0.1, 1.5, math.NaN()} {
+		if _, err := sqlstore.New(sqlstore.Config{Pool: pool, SettleDutyCycle: bad}); err == nil || !strings.Contains(err.Error(), "duty cycle") {
+			t.Errorf("SettleDutyCycle %v: err %v, want a rejection naming it", bad, err)
 		}
 	}
 }
