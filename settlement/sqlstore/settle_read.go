@@ -141,14 +141,7 @@ func (s *Store) pace(ctx context.Context, busy time.Duration) error {
 	if s.settleDuty >= 1 {
 		return nil
 	}
-	t := time.NewTimer(time.Duration(float64(busy) * (1 - s.settleDuty) / s.settleDuty))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleepCtx(ctx, time.Duration(float64(busy)*(1-s.settleDuty)/s.settleDuty))
 }
 
 // rollupSplit returns the arguments $4–$10 of the aggregations for the window (prev, cutoff]

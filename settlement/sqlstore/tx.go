@@ -162,7 +162,12 @@ func (r *Runner) sleep(ctx context.Context, attempt int) error {
 	if capDelay > r.cfg.BackoffMax || capDelay <= 0 {
 		capDelay = r.cfg.BackoffMax
 	}
-	t := time.NewTimer(rand.N(capDelay) + 1)
+	return sleepCtx(ctx, rand.N(capDelay)+1)
+}
+
+// sleepCtx waits d, or less if ctx ends first (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
