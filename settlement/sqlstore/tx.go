@@ -21,6 +21,8 @@ import (
 const (
 	sqlstateSerializationFailure = "40001"
 	sqlstateDeadlockDetected     = "40P01"
+	// sqlstateUniqueViolation is not retried: isKeyConflict reads it.
+	sqlstateUniqueViolation = "23505"
 )
 
 // commitTimeout bounds COMMIT on a context detached from the caller's: a caller that gives up
@@ -91,6 +93,12 @@ func NewRunner(pool *pgxpool.Pool, cfg RunnerConfig) (*Runner, error) {
 // settlement.ErrAmbiguousCommit when COMMIT's outcome is unknown, settlement.ErrTransactionConflict
 // when the retry bound is exhausted.
 func (r *Runner) Run(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return r.retry(ctx, func(ctx context.Context) error { return r.once(ctx, fn) })
+}
+
+// retry runs attempt until it succeeds, fails with an error that is not retryable, or the
+// retry bound is exhausted, with jittered backoff between attempts.
+func (r *Runner) retry(ctx context.Context, attemptFn func(ctx context.Context) error) error {
 	attempt := 0
 	var lastErr error
 	err := crdb.ExecuteCtx(crdb.WithMaxRetries(ctx, r.cfg.MaxRetries), func(ctx context.Context, _ ...any) error {
@@ -104,7 +112,7 @@ func (r *Runner) Run(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx
 			}
 		}
 		attempt++
-		lastErr = r.once(ctx, fn)
+		lastErr = attemptFn(ctx)
 		return lastErr
 	})
 	var maxed *crdb.MaxRetriesExceededError
