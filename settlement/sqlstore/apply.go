@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/coalitionexchange/coalition/settlement"
 )
@@ -40,27 +42,67 @@ func (s *Store) applyOne(ctx context.Context, cmd settlement.Command, fp []byte,
 	// does not exist yet takes a predicate lock on its index page, and every concurrent request
 	// inserting its own key into that page then conflicts with it (PostgreSQL SSI): awards
 	// retried several times each under load. The unique key still decides, in the transaction.
-	rec, found, err := s.lookupKey(ctx, cmd.PartnerID, cmd.IdempotencyKey)
-	if err != nil {
-		return settlement.Outcome{}, err
-	}
-	if found {
-		return rec.replay(fp)
+	// Usually the lookup travels with BEGIN (applyFresh); after a replay, it goes first, alone,
+	// so a run of replays does not begin (and roll back) a transaction each.
+	if s.lastLookupFound.Load() {
+		rec, found, err := s.lookupKey(ctx, cmd.PartnerID, cmd.IdempotencyKey)
+		if err != nil {
+			return settlement.Outcome{}, err
+		}
+		s.lastLookupFound.Store(found)
+		if found {
+			return rec.replay(fp)
+		}
 	}
 	return s.applyFresh(ctx, cmd, fp, now)
 }
 
-// applyFresh applies cmd, whose key was not found a moment ago, in a transaction of its own.
+// errKeyFound rolls back a transaction whose command's key was found by the lookup that
+// travelled with its BEGIN: the command is a replay.
+var errKeyFound = errors.New("idempotency key found")
+
+// applyFresh applies cmd in a transaction of its own, in as few round trips as it can
+// (Runner.RunPipelined). The first carries the key's lookup (READ COMMITTED, in its own
+// transaction, as lookupKey), BEGIN, the settlement stamp and, for an award, the partner's
+// limits and campaigns and the member's credit. A plain award's writes then go out with
+// COMMIT: two round trips in all. A found key rolls the transaction back and is replayed.
 func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
 	var out settlement.Outcome
-	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	var rec keyRecord
+	var found bool
+	var st *stamp
+	err := s.runner.RunPipelined(ctx, func(p *Pipeline) {
+		rec, found = keyRecord{}, false
+		queueLookupKey(&p.Before, cmd.PartnerID, cmd.IdempotencyKey, &rec, &found)
+		st = queueStamp(&p.First, cmd.PartnerID, now)
+		if cmd.Op == settlement.OpAward {
+			// Credited before its limits are checked: a refusal rolls the whole transaction
+			// back, and so does a found key.
+			st.awardTerms = &awardTerms{current: true}
+			queueAwardTerms(&p.First, st.awardTerms, cmd.PartnerID, now)
+			st.credited = &credit{}
+			p.First.Queue(creditSQL, cmd.MemberID, cmd.Points, now).QueryRow(func(row pgx.Row) error {
+				if err := row.Scan(st.credited.dest()...); err != nil {
+					return fmt.Errorf("credit member: %w", err)
+				}
+				return nil
+			})
+		}
+	}, func(ctx context.Context, tx pgx.Tx, p *Pipeline) error {
+		if found {
+			return errKeyFound
+		}
+		w := writes{stamp: st, last: &p.Last}
 		var err error
-		out, err = s.applyTx(ctx, tx, cmd, fp, now)
+		out, err = s.applyStamped(ctx, tx, &w, cmd, fp, now)
 		return err
 	})
+	s.lastLookupFound.Store(found)
 	var replayed *settlement.ReplayedError
 	switch {
-	case errors.Is(err, errKeyTaken):
+	case errors.Is(err, errKeyFound):
+		return rec.replay(fp)
+	case errors.Is(err, errKeyTaken), isKeyConflict(err):
 		return s.replay(ctx, cmd, fp)
 	case errors.As(err, &replayed):
 		return settlement.Outcome{}, err
@@ -70,15 +112,13 @@ func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byt
 	return out, err
 }
 
-// applyTx is one attempt: apply the effect and store the key; a key stored meanwhile by a
-// concurrent request with the same key is errKeyTaken (replayed after rollback).
-func (s *Store) applyTx(ctx context.Context, tx pgx.Tx, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
-	st, err := readStamp(ctx, tx, cmd.PartnerID, now)
-	if err != nil {
-		return settlement.Outcome{}, err
-	}
-	w := writes{stamp: st}
-	return s.applyStamped(ctx, tx, &w, cmd, fp, now)
+// isKeyConflict reports a unique violation on idempotency_keys: a concurrent request with the
+// same key committed first (the key is inserted without ON CONFLICT when it goes out with
+// COMMIT, see storeKey).
+func isKeyConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation &&
+		(pgErr.TableName == "idempotency_keys" || strings.HasPrefix(pgErr.ConstraintName, "idempotency_keys_"))
 }
 
 // applyStamped applies cmd's effect with w's stamp and stores its key, sending w's writes in
@@ -99,9 +139,16 @@ func (s *Store) storeKey(ctx context.Context, tx pgx.Tx, w *writes, cmd settleme
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
-	w.exec("insert idempotency key", -1, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (partner_id, key) DO NOTHING`,
-		cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, body, now)
+	args := []any{cmd.PartnerID, cmd.IdempotencyKey, string(cmd.Op), fp, body, now}
+	if w.deferTo == nil && w.last != nil && w.foldable() {
+		// Every write enforces its own count: they go out with COMMIT. The key goes without
+		// ON CONFLICT, so a key stored meanwhile by a concurrent request fails the
+		// transaction (isKeyConflict) instead of committing the effect without it.
+		w.insert("insert idempotency key", 1, insertKeySQL, args...)
+		w.moveToLast(w.last)
+		return out, nil
+	}
+	w.exec("insert idempotency key", -1, insertKeySQL+` ON CONFLICT (partner_id, key) DO NOTHING`, args...)
 	if w.deferTo != nil {
 		// Sent later with other awards' writes: a key stored meanwhile by a concurrent request
 		// then fails the whole batch, whose commands run again one by one (group.go).
@@ -138,12 +185,26 @@ func (s *Store) effect(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement
 	}
 }
 
+// insertKeySQL stores an idempotency record with an outcome.
+const insertKeySQL = `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6)`
+
 // lookupKey reads an idempotency record in a READ COMMITTED read-only transaction, sent as one
 // round trip; it takes no predicate locks.
 func (s *Store) lookupKey(ctx context.Context, partnerID, key string) (keyRecord, bool, error) {
 	var b pgx.Batch
 	var r keyRecord
 	found := false
+	queueLookupKey(&b, partnerID, key, &r, &found)
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return keyRecord{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return r, found, nil
+}
+
+// queueLookupKey queues lookupKey's READ COMMITTED read-only transaction on b; r and found are
+// set when b has run.
+func queueLookupKey(b *pgx.Batch, partnerID, key string, r *keyRecord, found *bool) {
 	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY`)
 	b.Queue(`SELECT fingerprint, outcome, error_reason, error_message FROM idempotency_keys WHERE partner_id = $1 AND key = $2`,
 		partnerID, key).QueryRow(func(row pgx.Row) error {
@@ -151,14 +212,13 @@ func (s *Store) lookupKey(ctx context.Context, partnerID, key string) (keyRecord
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
-		found = err == nil
-		return err
+		if err != nil {
+			return fmt.Errorf("look up idempotency key: %w", err)
+		}
+		*found = true
+		return nil
 	})
 	b.Queue(`COMMIT`)
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return keyRecord{}, false, fmt.Errorf("look up idempotency key: %w", err)
-	}
-	return r, found, nil
 }
 
 func readKey(ctx context.Context, tx pgx.Tx, partnerID, key string) (keyRecord, bool, error) {

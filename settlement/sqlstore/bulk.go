@@ -58,22 +58,25 @@ func (b *awardBulk) add(st *stamp, cmd settlement.Command, fp []byte, t settleme
 	return nil
 }
 
-// queue queues the multi-row statements on w, each expected to write every row.
-func (b *awardBulk) queue(w *writes) {
+// queue queues the multi-row statements on w, each expected to write every row. With strict,
+// the keys are inserted without ON CONFLICT, so a key stored meanwhile by a concurrent request
+// fails the statement (and the batch) instead of leaving a row out: every statement then
+// enforces its count itself, and w can go out with COMMIT (writes.foldable).
+func (b *awardBulk) queue(w *writes, strict bool) {
 	n := int64(b.n)
-	w.exec("insert award transactions", n, `INSERT INTO transactions
+	w.insert("insert award transactions", n, `INSERT INTO transactions
 		(id, partner_id, member_id, kind, points, reference, idempotency_key, metadata, occurred_at, created_at, period, price_version, epoch)
 		SELECT u.id, u.partner, u.member, 'award', u.points, u.reference, u.key, u.metadata::JSONB, u.occurred, u.created, u.period, u.version, u.epoch
 		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[], $10::INT8[], $11::INT8[], $12::INT8[])
 			AS u (id, partner, member, points, reference, key, metadata, occurred, created, period, version, epoch)`,
 		b.txnID, b.partner, b.member, b.points, b.reference, b.key, b.metadata, b.occurred, b.created, b.period, b.version, b.epoch)
-	w.exec("insert award entries", 2*n, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period)
+	w.insert("insert award entries", 2*n, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period)
 		SELECT u.id, e.seq, CASE e.seq WHEN 0 THEN 'member:' || u.member ELSE 'partner:' || u.partner || ':issued' END,
 			CASE e.seq WHEN 0 THEN u.points ELSE -u.points END, u.created, u.period
 		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::TIMESTAMPTZ[], $6::INT8[]) AS u (id, partner, member, points, created, period),
 			(VALUES (0), (1)) AS e (seq)`,
 		b.txnID, b.partner, b.member, b.points, b.created, b.period)
-	w.exec("insert award lots", n, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
+	w.insert("insert award lots", n, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
 		SELECT u.id, u.member, 'partner:' || u.partner, u.partner, u.points, u.remaining, u.expires, u.created, u.version
 		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::INT8[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[], $8::INT8[])
 			AS u (id, member, partner, points, remaining, expires, created, version)`,
@@ -85,12 +88,17 @@ func (b *awardBulk) queue(w *writes) {
 			JOIN partner_subscriptions s ON s.event_type = $1 AND s.partner_id <> u.partner
 		ORDER BY u.ord, s.partner_id`,
 		settlement.EventPointsAwardedElsewhere, b.txnID, b.partner, b.member, b.points, b.created)
-	// A key stored meanwhile by a concurrent request leaves a row out: the batch fails and its
-	// commands run again one by one, where that request's record is replayed.
-	w.exec("insert award idempotency keys", n, `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
+	// A key stored meanwhile by a concurrent request leaves a row out (or, strict, fails the
+	// statement): the batch fails and its commands run again one by one, where that request's
+	// record is replayed.
+	keys := `INSERT INTO idempotency_keys (partner_id, key, op, fingerprint, outcome, created_at)
 		SELECT u.partner, u.key, 'award', u.fingerprint, u.outcome::JSONB, u.created
-		FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TIMESTAMPTZ[]) AS u (partner, key, fingerprint, outcome, created)
-		ON CONFLICT (partner_id, key) DO NOTHING`,
+		FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::TEXT[], $5::TIMESTAMPTZ[]) AS u (partner, key, fingerprint, outcome, created)`
+	if strict {
+		w.insert("insert award idempotency keys", n, keys, b.partner, b.key, b.fingerprint, b.outcome, b.created)
+		return
+	}
+	w.exec("insert award idempotency keys", n, keys+` ON CONFLICT (partner_id, key) DO NOTHING`,
 		b.partner, b.key, b.fingerprint, b.outcome, b.created)
 }
 

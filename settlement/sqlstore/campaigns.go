@@ -193,10 +193,10 @@ func (s *Store) creditBonus(ctx context.Context, tx pgx.Tx, w *writes, cmd settl
 	if lifetime == 0 {
 		lifetime = s.lotLifetime
 	}
-	w.exec("insert bonus lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
+	w.insert("insert bonus lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		id, cmd.MemberID, campaignIssuer(c.ID), cmd.PartnerID, points, points-(oldDebt-newDebt), now.Add(lifetime), now, w.stamp.priceVersion)
-	w.exec("link bonus", 1, `INSERT INTO campaign_bonuses (award_id, txn_id, kind, campaign_id, partner_id, member_id, points, sponsors, period, created_at, origin_created_at)
+	w.insert("link bonus", 1, `INSERT INTO campaign_bonuses (award_id, txn_id, kind, campaign_id, partner_id, member_id, points, sponsors, period, created_at, origin_created_at)
 		VALUES ($1, $2, 'bonus', $3, $4, $5, $6, $7, $8, $9, $9)`,
 		awardID, id, c.ID, cmd.PartnerID, cmd.MemberID, points, a.sponsors, w.stamp.period, now)
 	return settlement.Bonus{CampaignID: c.ID, Points: points, TransactionID: id}, nil

@@ -296,28 +296,65 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 	if len(live) == 0 {
 		return
 	}
-	recs, err := s.lookupKeys(ctx, live)
-	if err != nil {
-		for _, p := range live {
-			p.finish(settlement.Outcome{}, err)
+	todo := live
+	if s.lastLookupFound.Load() {
+		// After replays, the keys are looked up first, alone: a batch of replays then begins
+		// no transaction. Otherwise the lookup travels with BEGIN, below.
+		recs, err := s.lookupKeys(ctx, live)
+		if err != nil {
+			for _, p := range live {
+				p.finish(settlement.Outcome{}, err)
+			}
+			return
 		}
-		return
-	}
-	todo := live[:0:0]
-	for i, p := range live {
-		if rec, ok := recs[i]; ok {
-			p.finish(rec.replay(p.fp))
-			continue
+		s.lastLookupFound.Store(len(recs) > 0)
+		todo = live[:0:0]
+		for i, p := range live {
+			if rec, ok := recs[i]; ok {
+				p.finish(rec.replay(p.fp))
+				continue
+			}
+			todo = append(todo, p)
 		}
-		todo = append(todo, p)
+		if len(todo) == 0 {
+			return
+		}
 	}
-	if len(todo) == 0 {
-		return
-	}
-	// Even one command goes through batchTx: its stamp, terms and savepoint share a round
-	// trip, and a plain award's writes go out in one more, two fewer than applyOne.
+	// One transaction for the batch. Its first round trip carries the keys' lookup, BEGIN,
+	// the stamps, the awards' terms and the first savepoint; a plain award's credit goes out
+	// in a second, and the batch's writes with COMMIT in a third. Even one command goes
+	// through batchTx.
+	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.runner.once(ctx, func(ctx context.Context, tx pgx.Tx) error { return s.batchTx(ctx, tx, todo, committer) })
+		var found map[int]keyRecord
+		var stamped func() ([]*stamp, error)
+		err = s.runner.oncePipelined(ctx, func(p *Pipeline) {
+			found = map[int]keyRecord{}
+			queueLookupKeys(&p.Before, todo, found)
+			stamped = queueStamps(&p.First, todo, committer%exposureShards, len(todo) > 1)
+		}, func(ctx context.Context, tx pgx.Tx, p *Pipeline) error {
+			stamps, err := stamped()
+			if err != nil {
+				return err
+			}
+			s.lastLookupFound.Store(len(found) > 0)
+			if len(found) > 0 {
+				// Replays: answered now, whatever becomes of the batch.
+				rest, restStamps := todo[:0:0], stamps[:0:0]
+				for i, p := range todo {
+					if rec, ok := found[i]; ok {
+						p.finish(rec.replay(p.fp))
+						continue
+					}
+					rest, restStamps = append(rest, p), append(restStamps, stamps[i])
+				}
+				todo, stamps = rest, restStamps
+				if len(todo) == 0 {
+					return errAllReplayed
+				}
+			}
+			return s.batchTx(ctx, tx, todo, stamps, &p.Last)
+		})
 		if attempt == groupBatchAttempts || !isSerializationFailure(err) {
 			break
 		}
@@ -331,6 +368,8 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 		}
 	}
 	switch {
+	case errors.Is(err, errAllReplayed):
+		return
 	case err == nil:
 		s.reportBatch(len(todo), false)
 		for _, p := range todo {
@@ -369,6 +408,10 @@ func (s *Store) applySingle(ctx context.Context, p *pending) {
 	p.finish(s.applyFresh(ctx, p.cmd, p.fp, p.now))
 }
 
+// errAllReplayed rolls back a batch whose keys were all found by the lookup that travelled
+// with its BEGIN: every command was answered as a replay.
+var errAllReplayed = errors.New("every command of the batch replayed")
+
 // errSoloRefused rolls back a batch of one whose command was refused (or whose key was stored
 // meanwhile): applyFresh applies it again and records or replays.
 var errSoloRefused = errors.New("lone command refused")
@@ -384,18 +427,14 @@ func isSerializationFailure(err error) bool {
 // back to command i's savepoint also discards the later ones.
 func savepoint(i int) string { return "group_cmd_" + strconv.Itoa(i) }
 
-// batchTx is one attempt at a batch: one settlement stamp read for all, then each command
-// under its own savepoint. It sets each pending's out/err (or taken); a returned error means
-// the whole transaction must not commit.
-func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer int) error {
+// batchTx is one attempt at a batch, whose stamps were read (queueStamps): each command under
+// its own savepoint. It sets each pending's out/err (or taken); a returned error means the
+// whole transaction must not commit. The last writes go out with COMMIT (last) when they can.
+func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []*stamp, last *pgx.Batch) error {
 	// A batch of one needs no savepoint: a refusal rolls the transaction back, and the command
 	// is applied again alone (applyFresh records the refusal).
 	solo := len(ps) == 1
-	stamps, err := readStamps(ctx, tx, ps, committer%exposureShards, !solo)
-	if err != nil {
-		return err
-	}
-	// Savepoint n exists (and is the newest) once established == n; readStamps set 0.
+	// Savepoint n exists (and is the newest) once established == n; queueStamps set 0.
 	established := 0
 	// deferred holds the writes of plain awards (fastAward), sent together before the next
 	// command that may read them and before COMMIT.
@@ -415,10 +454,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 			return err
 		}
 		p.out = out
-		if deferred.pending() {
-			_, err = deferred.send(ctx, tx)
-		}
-		return err
+		return flushDeferred(ctx, tx, &deferred, last)
 	}
 	for i := 0; i < len(ps); i++ {
 		p := ps[i]
@@ -436,7 +472,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 		// Any other command: the deferred writes go out first (it may read them), with its
 		// savepoint; its own writes go out with the next savepoint.
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-		deferred.queueBulk() // before the savepoint: a refusal of command i must not undo them
+		deferred.queueBulk(false) // before the savepoint: a refusal of command i must not undo them
 		if established != i {
 			deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
 		}
@@ -481,12 +517,24 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, committer
 			p.err, p.taken = nil, true // a concurrent request stored the key first: its record wins
 		}
 	}
-	if deferred.pending() {
-		if _, err := deferred.send(ctx, tx); err != nil {
-			return err
-		}
+	return flushDeferred(ctx, tx, &deferred, last)
+}
+
+// flushDeferred sends a batch's deferred writes before COMMIT: with COMMIT, in one round trip,
+// when every statement enforces its own count (the keys inserted without ON CONFLICT: a key
+// stored meanwhile by a concurrent request fails the batch, which then runs one by one), or
+// else in a round trip of their own, checked.
+func flushDeferred(ctx context.Context, tx pgx.Tx, d *writes, last *pgx.Batch) error {
+	d.queueBulk(true)
+	if !d.pending() {
+		return nil
 	}
-	return nil
+	if d.foldable() {
+		d.moveToLast(last)
+		return nil
+	}
+	_, err := d.send(ctx, tx)
+	return err
 }
 
 // fastAwards applies a run of plain awards (fastAward), ps[k] being the batch's command base+k:
@@ -570,19 +618,19 @@ func fastAward(cmd settlement.Command, st *stamp) bool {
 	return err == nil && len(camps) == 0 && (limits == nil || limits.maxDay == nil)
 }
 
-// readStamps reads one settlement_state shard FOR SHARE (see readStamp) and each command's
-// partner price version at its time, in one round trip, with the awards' limits and
-// campaigns (readAwardTerms, read ahead), and sets the first savepoint. The
-// batch's awards take exposure allowance from exposureShard first (its committer's own), so
-// concurrent batches do not update the same shard.
-func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int, savepoint0 bool) ([]*stamp, error) {
+// queueStamps queues on b the read of one settlement_state shard FOR SHARE (see readStamp) and
+// each command's partner price version at its time, with the awards' limits and campaigns
+// (readAwardTerms, read ahead), and the first savepoint. The returned function gives the
+// stamps, indexed like ps, once b has run. The batch's awards take exposure allowance from
+// exposureShard first (its committer's own), so concurrent batches do not update the same
+// shard.
+func queueStamps(b *pgx.Batch, ps []*pending, exposureShard int, savepoint0 bool) func() ([]*stamp, error) {
 	partners := make([]string, len(ps))
 	ats := make([]time.Time, len(ps))
 	for i, p := range ps {
 		partners[i], ats[i] = p.cmd.PartnerID, p.now
 	}
 	stamps := make([]*stamp, len(ps))
-	var b pgx.Batch
 	b.Queue(`SELECT r.ord, s.open_period, s.open_epoch,
 			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = r.partner AND p.effective_at <= r.at), 0)
 		FROM settlement_state s, unnest($2::TEXT[], $3::TIMESTAMPTZ[]) WITH ORDINALITY AS r (partner, at, ord)
@@ -603,34 +651,43 @@ func readStamps(ctx context.Context, tx pgx.Tx, ps []*pending, exposureShard int
 	for i, p := range ps {
 		if p.cmd.Op == settlement.OpAward {
 			terms[i] = &awardTerms{}
-			queueAwardTerms(&b, terms[i], p.cmd.PartnerID, p.now)
+			queueAwardTerms(b, terms[i], p.cmd.PartnerID, p.now)
 		}
 	}
 	if savepoint0 {
 		b.Queue("SAVEPOINT " + savepoint(0))
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("read settlement period: %w", err)
-	}
-	for i, st := range stamps {
-		if st == nil {
-			return nil, fmt.Errorf("read settlement period: no stamp for command %d", i)
+	return func() ([]*stamp, error) {
+		for i, st := range stamps {
+			if st == nil {
+				return nil, fmt.Errorf("read settlement period: no stamp for command %d", i)
+			}
+			st.awardTerms = terms[i]
 		}
-		st.awardTerms = terms[i]
+		return stamps, nil
 	}
-	return stamps, nil
 }
 
 // lookupKeys reads the idempotency records of a batch's keys in one READ COMMITTED read-only
 // round trip (see lookupKey); the result is indexed like ps.
 func (s *Store) lookupKeys(ctx context.Context, ps []*pending) (map[int]keyRecord, error) {
+	found := map[int]keyRecord{}
+	var b pgx.Batch
+	queueLookupKeys(&b, ps, found)
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	return found, nil
+}
+
+// queueLookupKeys queues lookupKeys' READ COMMITTED read-only transaction on b; found is
+// filled, indexed like ps, when b has run.
+func queueLookupKeys(b *pgx.Batch, ps []*pending, found map[int]keyRecord) {
 	partners := make([]string, len(ps))
 	keys := make([]string, len(ps))
 	for i, p := range ps {
 		partners[i], keys[i] = p.cmd.PartnerID, p.cmd.IdempotencyKey
 	}
-	found := map[int]keyRecord{}
-	var b pgx.Batch
 	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY`)
 	// LATERAL … LIMIT 1 keeps one primary-key lookup per key: as a plain semi-join, a cached
 	// generic plan (which cannot know the arrays are short) scanned the whole table.
@@ -642,7 +699,7 @@ func (s *Store) lookupKeys(ctx context.Context, ps []*pending) (map[int]keyRecor
 			var ord int
 			var r keyRecord
 			if err := rows.Scan(&ord, &r.fingerprint, &r.outcome, &r.errorReason, &r.errorMessage); err != nil {
-				return err
+				return fmt.Errorf("look up idempotency keys: %w", err)
 			}
 			if ord < 1 || ord > len(ps) {
 				return fmt.Errorf("key row %d of %d", ord, len(ps))
@@ -652,8 +709,4 @@ func (s *Store) lookupKeys(ctx context.Context, ps []*pending) (map[int]keyRecor
 		return rows.Err()
 	})
 	b.Queue(`COMMIT`)
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("look up idempotency keys: %w", err)
-	}
-	return found, nil
 }

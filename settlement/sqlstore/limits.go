@@ -35,8 +35,9 @@ type termsLimits struct {
 }
 
 // checkAwardLimits refuses an award that would cross one of the awarding partner's exposure
-// limits (issue 7), read with limitsAtSQL (nil: the partner has no terms). It runs first in the
-// award transaction, so a refusal changes nothing.
+// limits (issue 7), read with limitsAtSQL (nil: the partner has no terms). A refusal rolls back
+// the award's transaction or savepoint, so it changes nothing, the member's credit included
+// when that went ahead with the transaction's first round trip (applyFresh).
 // Errors: settlement.ErrPartnerLimitExceeded, settlement.ErrMemberLimitExceeded.
 func (s *Store) checkAwardLimits(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, l *termsLimits, now time.Time) error {
 	if l == nil {

@@ -28,7 +28,9 @@ func (s *Store) award(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.
 		return settlement.Outcome{}, err
 	}
 	var c credit
-	if err := tx.QueryRow(ctx, creditSQL, cmd.MemberID, cmd.Points, now).Scan(c.dest()...); err != nil {
+	if w.stamp.credited != nil {
+		c = *w.stamp.credited // sent with the transaction's first round trip (applyFresh)
+	} else if err := tx.QueryRow(ctx, creditSQL, cmd.MemberID, cmd.Points, now).Scan(c.dest()...); err != nil {
 		return settlement.Outcome{}, fmt.Errorf("credit member: %w", err)
 	}
 	out, err := s.awardCredited(w, cmd, c, now)
@@ -93,7 +95,7 @@ func (s *Store) awardCredited(w *writes, cmd settlement.Command, c credit, now t
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
-	w.exec("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
+	w.insert("insert lot", 1, `INSERT INTO lots (id, member_id, issuer, partner_id, points, remaining, expires_at, created_at, price_version)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		t.ID, cmd.MemberID, partnerIssuer(cmd.PartnerID), cmd.PartnerID, cmd.Points, cmd.Points-c.repaid,
 		now.Add(s.lotLifetime), now, w.stamp.priceVersion)
@@ -113,19 +115,24 @@ func readAwardTerms(ctx context.Context, tx pgx.Tx, partnerID string, now time.T
 	return t.limits, t.camps, nil
 }
 
-// awardTerms are readAwardTerms' results read ahead for a group-commit batch (group.go).
+// awardTerms are readAwardTerms' results read ahead for a group-commit batch (group.go) or
+// with the transaction's first round trip (applyFresh).
 type awardTerms struct {
 	limits *termsLimits
 	camps  []applicable
+	// current: read in the award's own transaction with nothing written since that could
+	// change them (a lone command), so they hold even for a partner with exposure limits.
+	current bool
 }
 
 // errNotReadAhead makes award read its terms itself.
 var errNotReadAhead = errors.New("award terms not read ahead")
 
 // get returns the terms read ahead, or errNotReadAhead when there are none or when the partner
-// has exposure limits: an earlier award of the batch may have provisioned its allowance since.
+// has exposure limits and they are not current: an earlier award of the batch may have
+// provisioned its allowance since.
 func (a *awardTerms) get() (*termsLimits, []applicable, error) {
-	if a == nil || a.limits != nil && (a.limits.maxValue != nil || a.limits.provisioned != nil) {
+	if a == nil || !a.current && a.limits != nil && (a.limits.maxValue != nil || a.limits.provisioned != nil) {
 		return nil, nil, errNotReadAhead
 	}
 	return a.limits, a.camps, nil

@@ -26,6 +26,9 @@ type stamp struct {
 	exposureShard int
 	// awardTerms, when set, are the award's limits and campaigns read ahead (group.go).
 	awardTerms *awardTerms
+	// credited, when set, is the award's member credit, sent in the transaction's first round
+	// trip (applyFresh); award then does not credit the member again.
+	credited *credit
 }
 
 // readStamp reads one settlement_state shard FOR SHARE — so a period close or an epoch seal,
@@ -33,12 +36,26 @@ type stamp struct {
 // version.
 func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
 	st := stamp{partnerID: partnerID, at: now, exposureShard: -1}
-	err := tx.QueryRow(ctx, `SELECT s.open_period, s.open_epoch,
-			COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
-		FROM settlement_state s WHERE s.shard = $1 FOR SHARE`, rand.IntN(stateShards), partnerID, now).
-		Scan(&st.period, &st.epoch, &st.priceVersion)
+	err := tx.QueryRow(ctx, stampSQL, rand.IntN(stateShards), partnerID, now).Scan(&st.period, &st.epoch, &st.priceVersion)
 	if err != nil {
 		return nil, fmt.Errorf("read settlement period: %w", err)
 	}
 	return &st, nil
+}
+
+// stampSQL reads settlement_state shard $1 FOR SHARE and partner $2's price version at $3.
+const stampSQL = `SELECT s.open_period, s.open_epoch,
+		COALESCE((SELECT max(p.version) FROM price_terms p WHERE p.partner_id = $2 AND p.effective_at <= $3), 0)
+	FROM settlement_state s WHERE s.shard = $1 FOR SHARE`
+
+// queueStamp queues readStamp's query on b: the returned stamp is filled when b has run.
+func queueStamp(b *pgx.Batch, partnerID string, now time.Time) *stamp {
+	st := &stamp{partnerID: partnerID, at: now, exposureShard: -1}
+	b.Queue(stampSQL, rand.IntN(stateShards), partnerID, now).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&st.period, &st.epoch, &st.priceVersion); err != nil {
+			return fmt.Errorf("read settlement period: %w", err)
+		}
+		return nil
+	})
+	return st
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,6 +64,10 @@ type Store struct {
 
 	engineMu sync.Mutex
 	engine   string // set by Engine
+
+	// lastLookupFound: the last key lookup found its key (or some of a batch's). The next
+	// then looks up its keys first, alone, instead of with its transaction's BEGIN (apply.go).
+	lastLookupFound atomic.Bool
 }
 
 // New returns a Store.
@@ -165,6 +170,9 @@ type writes struct {
 	batch pgx.Batch
 	want  []int64 // expected rows affected per statement; -1 means any
 	what  []string
+	// enforced per statement: it fails rather than affect other than want rows (an INSERT
+	// without ON CONFLICT), so it needs no check after the fact.
+	enforced []bool
 	// then are statements sent after the queued ones in the same round trip (a group commit's
 	// next savepoint); they are not counted.
 	then []string
@@ -173,12 +181,35 @@ type writes struct {
 	deferTo *writes
 	// bulk are plain awards' rows, queued as multi-row statements when w is sent (bulk.go).
 	bulk *awardBulk
+	// last, when set, is the round trip that carries COMMIT (Pipeline.Last): writes that
+	// need no check after the fact (foldable) go there instead of a round trip of their own.
+	last *pgx.Batch
 }
 
-// queueBulk queues w.bulk's statements after those already queued.
-func (w *writes) queueBulk() {
+// foldable reports whether every queued statement either may affect any number of rows or
+// enforces its count itself, so w can go out with COMMIT (Pipeline.Last).
+func (w *writes) foldable() bool {
+	for i, want := range w.want {
+		if want >= 0 && !w.enforced[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// moveToLast moves w's queued statements, then-statements included, to the end of last.
+func (w *writes) moveToLast(last *pgx.Batch) {
+	last.QueuedQueries = append(last.QueuedQueries, w.batch.QueuedQueries...)
+	for _, sql := range w.then {
+		last.Queue(sql)
+	}
+	w.batch, w.want, w.what, w.enforced, w.then = pgx.Batch{}, nil, nil, nil, nil
+}
+
+// queueBulk queues w.bulk's statements after those already queued (strict: see awardBulk.queue).
+func (w *writes) queueBulk(strict bool) {
 	if w.bulk != nil && w.bulk.n > 0 {
-		w.bulk.queue(w)
+		w.bulk.queue(w, strict)
 	}
 	w.bulk = nil
 }
@@ -191,6 +222,14 @@ func (w *writes) exec(what string, wantRows int64, sql string, args ...any) {
 	w.batch.Queue(sql, args...)
 	w.want = append(w.want, wantRows)
 	w.what = append(w.what, what)
+	w.enforced = append(w.enforced, false)
+}
+
+// insert queues an INSERT without ON CONFLICT that writes wantRows rows or fails (a row of
+// VALUES, or a SELECT of wantRows rows): it enforces its count itself.
+func (w *writes) insert(what string, wantRows int64, sql string, args ...any) {
+	w.exec(what, wantRows, sql, args...)
+	w.enforced[len(w.enforced)-1] = true
 }
 
 // moveTo appends w's queued statements to d, to be sent with d's.
@@ -198,12 +237,13 @@ func (w *writes) moveTo(d *writes) {
 	d.batch.QueuedQueries = append(d.batch.QueuedQueries, w.batch.QueuedQueries...)
 	d.want = append(d.want, w.want...)
 	d.what = append(d.what, w.what...)
-	w.batch, w.want, w.what = pgx.Batch{}, nil, nil
+	d.enforced = append(d.enforced, w.enforced...)
+	w.batch, w.want, w.what, w.enforced = pgx.Batch{}, nil, nil, nil
 }
 
 // send runs the queued statements and returns the rows affected by the last one.
 func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
-	w.queueBulk()
+	w.queueBulk(false)
 	if len(w.want) == 0 {
 		return 0, nil
 	}
@@ -264,13 +304,13 @@ func (w *writes) addTxn(t txnRow, entries ...entry) error {
 	if len(t.metadata) > 0 {
 		metadata = t.metadata
 	}
-	w.exec("insert transaction", 1, `INSERT INTO transactions
+	w.insert("insert transaction", 1, `INSERT INTO transactions
 		(id, partner_id, member_id, kind, points, reference, reverses_id, hold_id, reason, idempotency_key, metadata, occurred_at, created_at, period, price_version, epoch)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		t.id, t.partnerID, t.memberID, t.kind, t.points, t.reference, t.reversesID, t.holdID, t.reason, t.key, metadata, t.occurredAt, t.createdAt,
 		w.stamp.period, w.stamp.priceVersion, w.stamp.epoch)
 	for i, e := range entries {
-		w.exec("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period) VALUES ($1, $2, $3, $4, $5, $6)`,
+		w.insert("insert entry", 1, `INSERT INTO entries (txn_id, seq, account, amount, created_at, period) VALUES ($1, $2, $3, $4, $5, $6)`,
 			t.id, i, e.account, e.amount, t.createdAt, w.stamp.period)
 	}
 	return nil

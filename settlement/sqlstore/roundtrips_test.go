@@ -1,0 +1,70 @@
+package sqlstore_test
+
+import (
+	"testing"
+
+	"github.com/coalitionexchange/coalition/settlement"
+	"github.com/coalitionexchange/coalition/settlement/sqlstore"
+)
+
+// TestAwardRoundTrips counts the round trips of plain awards and their replays on the wire,
+// alone (an idle queue) and as a group-commit batch, once the statements are prepared.
+func TestAwardRoundTrips(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	pool, w := wiredPool(t, e.url, 1)
+	s := newStore(t, pool, 0, sqlstore.RunnerConfig{})
+	l := e.newLedger(t, s)
+	ctx := ctxFor(t)
+	alone := func(key string) (int64, settlement.Outcome) {
+		t.Helper()
+		var out settlement.Outcome
+		var err error
+		trips := w.count(func() { out, err = l.Apply(ctx, award(acme, "RT-1", key, 10)) })
+		if err != nil {
+			t.Fatalf("award %s: %v", key, err)
+		}
+		return trips, out
+	}
+	batch := func(prefix string) int64 {
+		t.Helper()
+		cmds := make([]settlement.Command, 8)
+		for i := range cmds {
+			cmds[i] = award(bean, "RT-B"+string(rune('a'+i)), prefix+string(rune('a'+i)), 5)
+		}
+		var errs []error
+		trips := w.count(func() { _, errs = sqlstore.ApplyBatch(s, cmds, e.clock.Now()) })
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("batch %s command %d: %v", prefix, i, err)
+			}
+		}
+		return trips
+	}
+	alone("rt-warm-1") // prepares the statements on the pool's one connection
+	alone("rt-warm-1")
+	alone("rt-warm-2")
+	batch("rt-warm-b-")
+
+	steps := []struct {
+		name string
+		run  func() int64
+		want int64
+	}{
+		{"award alone", func() int64 { n, _ := alone("rt-1"); return n }, 2},
+		{"its replay: found by the lookup sent with BEGIN, rolled back", func() int64 { n, _ := alone("rt-1"); return n }, 2},
+		{"another replay: the lookup goes alone", func() int64 { n, _ := alone("rt-1"); return n }, 1},
+		{"award after a replay: the lookup goes alone first", func() int64 { n, _ := alone("rt-2"); return n }, 3},
+		{"award alone again", func() int64 { n, _ := alone("rt-3"); return n }, 2},
+		{"batch of 8 awards", func() int64 { return batch("rt-b1-") }, 3},
+		{"its replays: found by the lookup sent with BEGIN, rolled back", func() int64 { return batch("rt-b1-") }, 2},
+		{"replays again: the lookup goes alone", func() int64 { return batch("rt-b1-") }, 1},
+		{"batch of 8 awards after replays", func() int64 { return batch("rt-b2-") }, 4},
+		{"batch of 8 awards again", func() int64 { return batch("rt-b3-") }, 3},
+	}
+	for _, st := range steps {
+		if got := st.run(); got != st.want {
+			t.Errorf("%s: %d round trips, want %d", st.name, got, st.want)
+		}
+	}
+	e.wantBalance(t, "RT-1", 5*10, 0) // rt-warm-1, rt-warm-2, rt-1, rt-2, rt-3
+}
