@@ -83,27 +83,37 @@ const applicableSQL = `SELECT c.id, COALESCE(c.multiplier::TEXT, ''), COALESCE(c
 		WHERE p.partner_id = $1 AND c.status = 'active' AND c.starts_at <= $2 AND c.ends_at > $2
 		ORDER BY c.id LIMIT $3`
 
+// applicableBatchSQL is applicableSQL for many awards in one statement: award r.ord by
+// partner $1[ord] at $2[ord], at most $3 campaigns each, ordered by award then campaign.
+var applicableBatchSQL = `SELECT r.ord, a.* FROM unnest($1::TEXT[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS r (partner, at, ord),
+	LATERAL (` + strings.NewReplacer("$1", "r.partner", "$2", "r.at").Replace(applicableSQL) + `) AS a
+	ORDER BY r.ord, a.id`
+
 func scanApplicable(rows pgx.Rows) ([]applicable, error) {
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (applicable, error) {
-		var a applicable
-		var multiplier string
-		var lifetimeMs int64
-		c := &a.campaign
-		if err := r.Scan(&c.ID, &multiplier, &c.FixedBonusPoints, &c.MinBasePoints, &c.MemberCapPoints, &lifetimeMs, &a.sponsors); err != nil {
-			return a, err
-		}
-		c.LotLifetime = time.Duration(lifetimeMs) * time.Millisecond
-		if multiplier != "" {
-			if _, _, err := c.Multiplier.SetString(multiplier); err != nil {
-				return a, fmt.Errorf("campaign %s multiplier %q: %w", c.ID, multiplier, err)
-			}
-		}
-		return a, nil
-	})
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (applicable, error) { return scanApplicableRow(r) })
 	if err != nil {
 		return nil, fmt.Errorf("read campaigns: %w", err)
 	}
 	return out, nil
+}
+
+// scanApplicableRow scans one campaign of applicableSQL, after the columns lead scans into.
+func scanApplicableRow(r pgx.Row, lead ...any) (applicable, error) {
+	var a applicable
+	var multiplier string
+	var lifetimeMs int64
+	c := &a.campaign
+	dest := append(lead, &c.ID, &multiplier, &c.FixedBonusPoints, &c.MinBasePoints, &c.MemberCapPoints, &lifetimeMs, &a.sponsors)
+	if err := r.Scan(dest...); err != nil {
+		return a, err
+	}
+	c.LotLifetime = time.Duration(lifetimeMs) * time.Millisecond
+	if multiplier != "" {
+		if _, _, err := c.Multiplier.SetString(multiplier); err != nil {
+			return a, fmt.Errorf("campaign %s multiplier %q: %w", c.ID, multiplier, err)
+		}
+	}
+	return a, nil
 }
 
 // takeCap reserves up to want bonus points against the member's cap and returns how many it

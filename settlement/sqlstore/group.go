@@ -620,7 +620,7 @@ func fastAward(cmd settlement.Command, st *stamp) bool {
 
 // queueStamps queues on b the read of one settlement_state shard FOR SHARE (see readStamp) and
 // each command's partner price version at its time, with the awards' limits and campaigns
-// (readAwardTerms, read ahead), and the first savepoint. The returned function gives the
+// (readAwardTerms, read ahead for all of them in two statements), and the first savepoint. The returned function gives the
 // stamps, indexed like ps, once b has run. The batch's awards take exposure allowance from
 // exposureShard first (its committer's own), so concurrent batches do not update the same
 // shard.
@@ -648,12 +648,7 @@ func queueStamps(b *pgx.Batch, ps []*pending, exposureShard int, savepoint0 bool
 		return rows.Err()
 	})
 	terms := make([]*awardTerms, len(ps))
-	for i, p := range ps {
-		if p.cmd.Op == settlement.OpAward {
-			terms[i] = &awardTerms{}
-			queueAwardTerms(b, terms[i], p.cmd.PartnerID, p.now)
-		}
-	}
+	queueBatchAwardTerms(b, ps, terms)
 	if savepoint0 {
 		b.Queue("SAVEPOINT " + savepoint(0))
 	}

@@ -255,3 +255,39 @@ func TestGroupCommitBulkAwardsWriteWhatSinglesWrite(t *testing.T) {
 	}
 	e.wantBalance(t, "B-2", 35, 0)
 }
+
+// A batch reads its awards' limits and campaigns in two statements for all of them: each award
+// still gets its own partner's terms and campaigns, as it would alone.
+func TestGroupCommitBatchReadsEachAwardsTerms(t *testing.T) {
+	e := newEnv(t, envConfig{groupCommit: (&batchLog{}).config(1)})
+	e.seedTerms(t)
+	c := fuelCampaign(t, 10_000, 5_000)
+	e.createCampaign(t, c)
+	e.termsWith(t, bean, "0.0110", "0.0085", "0", settlement.Limits{MaxPointsPerTransaction: 50})
+	alone := e.must(t, award(fuel, "T-0", "t-alone", 100))
+	cmds := []settlement.Command{
+		award(acme, "T-1", "t-acme", 100), // no campaign
+		award(fuel, "T-2", "t-fuel", 100), // 2× at fuel
+		award(bean, "T-3", "t-bean", 51),  // over bean's limit
+		award(fuel, "T-1", "t-fuel-2", 10),
+		award(bean, "T-4", "t-bean-ok", 50),
+	}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if errs[0] != nil || len(outs[0].Bonuses) != 0 {
+		t.Errorf("acme award: (%+v, %v), want no bonus", outs[0], errs[0])
+	}
+	if errs[1] != nil || len(outs[1].Bonuses) != 1 || outs[1].Bonuses[0].Points != alone.Bonuses[0].Points || outs[1].Bonuses[0].CampaignID != c.ID {
+		t.Errorf("fuel award: (%+v, %v), want the bonus a lone award got (%+v)", outs[1], errs[1], alone.Bonuses)
+	}
+	if !errors.Is(errs[2], settlement.ErrPartnerLimitExceeded) {
+		t.Errorf("bean award over its limit: got %v, want PARTNER_LIMIT_EXCEEDED", errs[2])
+	}
+	if errs[3] != nil || len(outs[3].Bonuses) != 1 || outs[3].Bonuses[0].Points != 10 {
+		t.Errorf("second fuel award: (%+v, %v), want a bonus of 10", outs[3], errs[3])
+	}
+	if errs[4] != nil || len(outs[4].Bonuses) != 0 {
+		t.Errorf("bean award at its limit: (%+v, %v), want it applied without bonus", outs[4], errs[4])
+	}
+	e.wantBalance(t, "T-1", 100+10+10, 0)
+	e.wantBalance(t, "T-2", 200, 0)
+}

@@ -159,6 +159,68 @@ func queueAwardTerms(b *pgx.Batch, t *awardTerms, partnerID string, at time.Time
 	})
 }
 
+// limitsBatchSQL is limitsAtSQL for many awards in one statement: award r.ord by partner
+// $1[ord] at $2[ord]; an award whose partner has no terms has no row.
+const limitsBatchSQL = `SELECT r.ord, p.max_outstanding_value::TEXT, p.max_points_per_txn, p.max_points_per_member_day, p.issue_price::TEXT,
+		(SELECT x.provisioned::TEXT FROM exposure_limits x WHERE x.partner_id = r.partner)
+	FROM unnest($1::TEXT[], $2::TIMESTAMPTZ[]) WITH ORDINALITY AS r (partner, at, ord)
+	JOIN price_terms p ON p.partner_id = r.partner
+	  AND p.version = (SELECT max(v.version) FROM price_terms v WHERE v.partner_id = r.partner AND v.effective_at <= r.at)`
+
+// queueBatchAwardTerms queues readAwardTerms' reads for every award of a batch in two
+// statements (not two per award, which cost the batch's first round trip most of its time),
+// to fill terms[i] for each award ps[i] (terms[i] nil for any other command).
+func queueBatchAwardTerms(b *pgx.Batch, ps []*pending, terms []*awardTerms) {
+	var partners []string
+	var ats []time.Time
+	var index []int // the award's position in ps, by its ordinal - 1
+	for i, p := range ps {
+		if p.cmd.Op == settlement.OpAward {
+			terms[i] = &awardTerms{}
+			partners, ats, index = append(partners, p.cmd.PartnerID), append(ats, p.now), append(index, i)
+		}
+	}
+	if len(index) == 0 {
+		return
+	}
+	award := func(ord int64) (*awardTerms, error) {
+		if ord < 1 || ord > int64(len(index)) {
+			return nil, fmt.Errorf("terms row %d of %d", ord, len(index))
+		}
+		return terms[index[ord-1]], nil
+	}
+	b.Queue(limitsBatchSQL, partners, ats).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ord int64
+			var l termsLimits
+			if err := rows.Scan(&ord, &l.maxValue, &l.maxTxn, &l.maxDay, &l.price, &l.provisioned); err != nil {
+				return fmt.Errorf("read limits: %w", err)
+			}
+			t, err := award(ord)
+			if err != nil {
+				return err
+			}
+			t.limits = &l
+		}
+		return rows.Err()
+	})
+	b.Queue(applicableBatchSQL, partners, ats, maxCampaignsPerAward).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ord int64
+			a, err := scanApplicableRow(rows, &ord)
+			if err != nil {
+				return fmt.Errorf("read campaigns: %w", err)
+			}
+			t, err := award(ord)
+			if err != nil {
+				return err
+			}
+			t.camps = append(t.camps, a)
+		}
+		return rows.Err()
+	})
+}
+
 // redeem spends points at the caller: the balance is debited only if enough is available
 // (checked by the UPDATE itself), then lots are consumed soonest-expiring first.
 func (s *Store) redeem(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
