@@ -25,21 +25,12 @@ func TestRunnerInjectFailureRate(t *testing.T) {
 	}
 	ctx := ctxFor(t)
 	const runs = 200
-	var ok, ambiguous int
-	for range runs {
-		err := r.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	ok, ambiguous := countInjected(t, runs, func() error {
+		return r.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `UPDATE kv SET v = v + 1 WHERE k = 'a'`)
 			return err
 		})
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, settlement.ErrAmbiguousCommit) && strings.Contains(err.Error(), "test hook"):
-			ambiguous++
-		default:
-			t.Fatalf("run: %v", err)
-		}
-	}
+	})
 	var v int
 	if err := pool.QueryRow(ctx, `SELECT v FROM kv WHERE k = 'a'`).Scan(&v); err != nil {
 		t.Fatal(err)
@@ -76,4 +67,22 @@ func TestRunnerInjectFailureRateEnv(t *testing.T) {
 	if failed < 15 {
 		t.Errorf("rate 0.99 from the environment: %d of 20 runs failed, want nearly all", failed)
 	}
+}
+
+// countInjected calls run n times and counts its successes and the ambiguous outcomes the
+// InjectFailureRate hook produced; any other error fails the test.
+func countInjected(t *testing.T, n int, run func() error) (ok, ambiguous int) {
+	t.Helper()
+	for range n {
+		err := run()
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, settlement.ErrAmbiguousCommit) && strings.Contains(err.Error(), "test hook"):
+			ambiguous++
+		default:
+			t.Fatalf("run: %v", err)
+		}
+	}
+	return ok, ambiguous
 }

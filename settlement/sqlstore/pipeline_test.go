@@ -308,20 +308,8 @@ func TestRunPipelinedInjectFailureRate(t *testing.T) {
 	var log retryLog
 	r := newRunner(t, pool, sqlstore.RunnerConfig{InjectFailureRate: 0.5, OnRetry: log.onRetry})
 	ctx := ctxFor(t)
-	const runs = 200
-	var ok, ambiguous int
 	var levels [2]string
-	for range runs {
-		err := pipelinedIncrement(r, ctx, "a", &levels)
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, settlement.ErrAmbiguousCommit) && strings.Contains(err.Error(), "test hook"):
-			ambiguous++
-		default:
-			t.Fatalf("run: %v", err)
-		}
-	}
+	ok, ambiguous := countInjected(t, 200, func() error { return pipelinedIncrement(r, ctx, "a", &levels) })
 	v, err := kvGet(ctx, pool, "a")
 	if err != nil {
 		t.Fatal(err)

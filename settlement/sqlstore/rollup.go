@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,28 +60,31 @@ func flowKinds(t string) string {
 // rollEpochSQL adds one sealed epoch's sums ($1) to the rollup tables and marks it rolled up
 // ($2: the time), in one transaction. Entries and lineage rows are found through their
 // transaction's epoch.
-var rollEpochSQL = []struct{ what, sql string }{
+var rollEpochSQL = []struct {
+	what, sql string
+	withTime  bool // takes $2
+}{
 	{"roll up flows", `INSERT INTO rollup_flows (hour_no, period, partner_id, kind, price_version, points, txns)
 		SELECT ` + hourNo("t.created_at") + `, t.period, t.partner_id, t.kind, t.price_version, sum(t.points)::INT8, count(*)::INT8
 		FROM transactions t WHERE t.epoch = $1 AND ` + flowKinds("t") + `
 		GROUP BY 1, 2, 3, 4, 5
 		ON CONFLICT (hour_no, period, partner_id, kind, price_version)
-		DO UPDATE SET points = rollup_flows.points + excluded.points, txns = rollup_flows.txns + excluded.txns`},
+		DO UPDATE SET points = rollup_flows.points + excluded.points, txns = rollup_flows.txns + excluded.txns`, false},
 	{"roll up lineage", `INSERT INTO rollup_lineage (hour_no, period, issuer, partner_id, price_version, points, redemptions)
 		SELECT ` + hourNo("c.created_at") + `, c.period, c.issuer, c.partner_id, c.price_version, sum(c.points)::INT8,
 			sum(CASE WHEN c.issuer_first THEN 1 ELSE 0 END)::INT8
 		FROM transactions t JOIN lot_consumptions c ON c.txn_id = t.id WHERE t.epoch = $1
 		GROUP BY 1, 2, 3, 4, 5
 		ON CONFLICT (hour_no, period, issuer, partner_id, price_version)
-		DO UPDATE SET points = rollup_lineage.points + excluded.points, redemptions = rollup_lineage.redemptions + excluded.redemptions`},
+		DO UPDATE SET points = rollup_lineage.points + excluded.points, redemptions = rollup_lineage.redemptions + excluded.redemptions`, false},
 	{"roll up ledger totals", `INSERT INTO rollup_totals (hour_no, period, account, amount)
 		SELECT ` + hourNo("e.created_at") + `, e.period, e.account, sum(e.amount)::INT8
 		FROM transactions t JOIN entries e ON e.txn_id = t.id
 		WHERE t.epoch = $1 AND (e.account LIKE 'partner:%' OR e.account LIKE 'campaign:%')
 		GROUP BY 1, 2, 3
-		ON CONFLICT (hour_no, period, account) DO UPDATE SET amount = rollup_totals.amount + excluded.amount`},
+		ON CONFLICT (hour_no, period, account) DO UPDATE SET amount = rollup_totals.amount + excluded.amount`, false},
 	{"mark the epoch rolled up", `INSERT INTO rollup_epochs (epoch, transactions, rolled_at)
-		SELECT $1, count(*), $2 FROM transactions WHERE epoch = $1`},
+		SELECT $1, count(*), $2 FROM transactions WHERE epoch = $1`, true},
 }
 
 // rolledThroughSQL is the last epoch e such that every epoch up to e is rolled up (-1: none).
@@ -192,7 +194,7 @@ func (s *Store) rollEpoch(ctx context.Context, epoch int64, now time.Time) (int6
 	var b pgx.Batch
 	for _, q := range rollEpochSQL {
 		args := []any{epoch}
-		if strings.Contains(q.sql, "$2") {
+		if q.withTime {
 			args = append(args, now)
 		}
 		b.Queue(q.sql, args...)

@@ -35,12 +35,12 @@ type stamp struct {
 // which update every shard, wait for this transaction — and the partner's effective price
 // version.
 func readStamp(ctx context.Context, tx pgx.Tx, partnerID string, now time.Time) (*stamp, error) {
-	st := stamp{partnerID: partnerID, at: now, exposureShard: -1}
-	err := tx.QueryRow(ctx, stampSQL, rand.IntN(stateShards), partnerID, now).Scan(&st.period, &st.epoch, &st.priceVersion)
-	if err != nil {
+	var b pgx.Batch
+	st := queueStamp(&b, partnerID, now)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, fmt.Errorf("read settlement period: %w", err)
 	}
-	return &st, nil
+	return st, nil
 }
 
 // stampSQL reads settlement_state shard $1 FOR SHARE and partner $2's price version at $3.
