@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,9 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainStreamInterceptor(ic.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
+		// Calls run on a pool of goroutines whose stacks have grown already, instead of a new
+		// goroutine each (whose stack grows again on every call: 6% of the gateway's CPU).
+		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
 	)
 	hs := health.NewServer()
 	coalitionv1.RegisterPointsServiceServer(gs, &pointsService{ledger: cfg.Ledger})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,9 +26,10 @@ const (
 	// more committers keep more of a cluster busy.
 	defaultCommittersPostgreSQL = 1
 	defaultCommittersCockroach  = 4
-	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch runs under its own
-	// savepoint, and PostgreSQL caches at most 64 subtransactions per backend before every
-	// snapshot in the server gets slower (a command refused after writing uses two).
+	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch other than a run of plain
+	// awards (which shares one) runs under its own savepoint, and PostgreSQL caches at most 64
+	// subtransactions per backend before every snapshot in the server gets slower (a command
+	// refused after writing uses two).
 	MaxGroupCommitBatch = 32
 	// groupBatchTimeout bounds one batch, which runs on its own context: one caller giving up
 	// must not cancel the others' commands.
@@ -38,8 +40,8 @@ const (
 )
 
 // GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
-// transaction, in the order they arrived, each under its own savepoint with its own idempotency
-// record and outcome. They share the transaction's BEGIN, its settlement-period read and its
+// transaction, in the order they arrived, each under its own savepoint (a run of plain awards
+// under one, see fastAwards) with its own idempotency record and outcome. They share the transaction's BEGIN, its settlement-period read and its
 // COMMIT — one durable WAL flush instead of one per command — and their idempotency keys are
 // looked up in one query.
 //
@@ -538,74 +540,173 @@ func flushDeferred(ctx context.Context, tx pgx.Tx, d *writes, last *pgx.Batch) e
 }
 
 // fastAwards applies a run of plain awards (fastAward), ps[k] being the batch's command base+k:
-// their savepoints and member credits go out in one round trip, their writes are deferred. A
-// member found blocked is rolled back to its savepoint, which also undoes the credits after
-// it; those go out again.
+// the members of the whole run are credited by one statement (creditManySQL), under one
+// savepoint, and the awards' writes are deferred. Each award still gets the outcome it would
+// get alone, in arrival order (creditRun). A member found blocked rolls the run back to its
+// savepoint; that member's awards are refused and the others are credited again.
 func (s *Store) fastAwards(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []*stamp, base int, established *int, deferred *writes) error {
-	credits := make([]credit, len(ps))
-	for start := 0; start < len(ps); {
-		var b pgx.Batch
-		last := -1
-		for k := start; k < len(ps); k++ {
-			p := ps[k]
-			p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-			limits, _, _ := stamps[k].awardTerms.get()
-			w := writes{stamp: stamps[k]}
-			// With the limits fastAward allows, this checks without a statement.
-			if err := s.checkAwardLimits(ctx, tx, &w, p.cmd, limits, p.now); err != nil {
-				if !settlement.IsRecorded(err) {
-					return err
-				}
-				p.err = err
+	live := make([]int, 0, len(ps)) // the awards to credit, in arrival order
+	for k, p := range ps {
+		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
+		limits, _, _ := stamps[k].awardTerms.get()
+		w := writes{stamp: stamps[k]}
+		// With the limits fastAward allows, this checks without a statement.
+		if err := s.checkAwardLimits(ctx, tx, &w, p.cmd, limits, p.now); err != nil {
+			if !settlement.IsRecorded(err) {
+				return err
+			}
+			p.err = err
+			continue
+		}
+		live = append(live, k)
+	}
+	var credits []credit
+	for len(live) > 0 {
+		var err error
+		credits, err = creditRun(ctx, tx, ps, live, savepoint(base), *established != base)
+		if err != nil {
+			return err
+		}
+		*established = base
+		blocked := map[string]bool{}
+		for _, k := range live {
+			if credits[k].status != "active" {
+				blocked[ps[k].cmd.MemberID] = true
+			}
+		}
+		if len(blocked) == 0 {
+			break
+		}
+		// Refused after their credit: undo the run's credits and credit the others again.
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint(base)); err != nil {
+			return fmt.Errorf("roll back refused award: %w", err)
+		}
+		rest := live[:0]
+		for _, k := range live {
+			if blocked[ps[k].cmd.MemberID] {
+				ps[k].err = fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, ps[k].cmd.MemberID)
 				continue
 			}
-			b.Queue("SAVEPOINT " + savepoint(base+k))
-			b.Queue(creditSQL, p.cmd.MemberID, p.cmd.Points, p.now).QueryRow(func(row pgx.Row) error {
-				return row.Scan(credits[k].dest()...)
-			})
-			last = k
+			rest = append(rest, k)
 		}
-		if last >= 0 {
-			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-				return fmt.Errorf("credit members: %w", err)
+		live = rest
+	}
+	for k, p := range ps {
+		if p.err == nil {
+			if deferred.bulk == nil {
+				deferred.bulk = &awardBulk{}
 			}
-			*established = base + last
+			out, err := s.bulkAward(deferred.bulk, stamps[k], p, credits[k])
+			if err != nil {
+				return err // the member was active: not a refusal
+			}
+			p.out = out
+			continue
 		}
-		next := len(ps)
-		for k := start; k < len(ps); k++ {
-			p := ps[k]
-			if p.err == nil {
-				if deferred.bulk == nil {
-					deferred.bulk = &awardBulk{}
-				}
-				out, err := s.bulkAward(deferred.bulk, stamps[k], p, credits[k])
-				if err == nil {
-					p.out = out
-				}
-				if err != nil && !settlement.IsRecorded(err) {
-					return err
-				}
-				if err == nil {
-					continue
-				}
-				p.err = err
-				// Refused after its credit (a blocked member): undo it and the later credits.
-				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint(base+k)); err != nil {
-					return fmt.Errorf("roll back refused award: %w", err)
-				}
-				*established = base + k
-				next = k + 1
-			}
-			// The refusal is recorded with the deferred writes; a key stored meanwhile by a
-			// concurrent request fails the batch (want 1), which then runs one by one.
-			deferred.exec("record refusal", 1, recordRefusalSQL, refusalArgs(p.cmd, p.fp, p.err, p.now)...)
-			if next == k+1 {
-				break
-			}
-		}
-		start = next
+		// The refusal is recorded with the deferred writes; a key stored meanwhile by a
+		// concurrent request fails the batch (want 1), which then runs one by one.
+		deferred.exec("record refusal", 1, recordRefusalSQL, refusalArgs(p.cmd, p.fp, p.err, p.now)...)
 	}
 	return nil
+}
+
+// creditManySQL credits members $1 with $2 points each, at $3 (first award) to $4 (last),
+// as creditSQL does for one; it returns each member's credit.
+const creditManySQL = `INSERT INTO members (id, posted, created_at, updated_at)
+	SELECT u.id, u.points, u.first, u.last FROM unnest($1::TEXT[], $2::INT8[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[]) AS u (id, points, first, last)
+	ON CONFLICT (id) DO UPDATE SET
+		posted = members.posted + excluded.posted,
+		debt = CASE WHEN members.debt > excluded.posted THEN members.debt - excluded.posted ELSE 0 END,
+		last_repaid = LEAST(members.debt, excluded.posted),
+		updated_at = excluded.updated_at
+	RETURNING id, posted, held, status, last_repaid`
+
+// creditRun credits the awards ps[k], k in live, in one round trip (after savepoint sp when
+// establish): one row per member, in member order, with the sum of its awards. It returns
+// each award's credit (indexed like ps) as a lone award in arrival order would have seen it:
+// the member's balance after that award, and the debt that award paid back (the debt a run
+// pays back is paid by its awards in order, as one award after another pays it).
+func creditRun(ctx context.Context, tx pgx.Tx, ps []*pending, live []int, sp string, establish bool) ([]credit, error) {
+	type member struct {
+		points      int64
+		first, last time.Time
+	}
+	byID := map[string]*member{}
+	ids := make([]string, 0, len(live))
+	for _, k := range live {
+		c := ps[k].cmd
+		m, ok := byID[c.MemberID]
+		if !ok {
+			m = &member{first: ps[k].now, last: ps[k].now}
+			byID[c.MemberID] = m
+			ids = append(ids, c.MemberID)
+		}
+		m.points += c.Points
+		m.first, m.last = minTime(m.first, ps[k].now), maxTime(m.last, ps[k].now)
+	}
+	slices.Sort(ids) // one lock order for every batch
+	points := make([]int64, len(ids))
+	firsts := make([]time.Time, len(ids))
+	lasts := make([]time.Time, len(ids))
+	for i, id := range ids {
+		points[i], firsts[i], lasts[i] = byID[id].points, byID[id].first, byID[id].last
+	}
+	after := make(map[string]credit, len(ids))
+	var b pgx.Batch
+	if establish {
+		b.Queue("SAVEPOINT " + sp)
+	}
+	b.Queue(creditManySQL, ids, points, firsts, lasts).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var c credit
+			if err := rows.Scan(append([]any{&id}, c.dest()...)...); err != nil {
+				return err
+			}
+			after[id] = c
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, fmt.Errorf("credit members: %w", err)
+	}
+	if len(after) != len(ids) {
+		return nil, fmt.Errorf("credit members: %d rows for %d members", len(after), len(ids))
+	}
+	// Walk the awards in arrival order: each sees the balance before the run plus the awards
+	// up to and including it, and pays back what is left of the run's repayment.
+	credits := make([]credit, len(ps))
+	running := make(map[string]credit, len(ids))
+	for _, id := range ids {
+		c := after[id]
+		c.bal.Posted -= byID[id].points // the balance before the run
+		running[id] = c                 // repaid: what the run's awards pay back between them
+	}
+	for _, k := range live {
+		id, pts := ps[k].cmd.MemberID, ps[k].cmd.Points
+		r := running[id]
+		c := r
+		c.bal.Posted += pts
+		c.repaid = min(r.repaid, pts)
+		r.bal.Posted, r.repaid = c.bal.Posted, r.repaid-c.repaid
+		running[id] = r
+		credits[k] = c
+	}
+	return credits, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // fastAward reports an award whose only statement before its writes is the member's credit:

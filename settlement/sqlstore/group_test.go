@@ -291,3 +291,80 @@ func TestGroupCommitBatchReadsEachAwardsTerms(t *testing.T) {
 	e.wantBalance(t, "T-1", 100+10+10, 0)
 	e.wantBalance(t, "T-2", 200, 0)
 }
+
+// A run of plain awards credits its members with one statement, one row per member: awards to
+// the same member still see the balance after each other, in arrival order, and pay a debt
+// back in that order, exactly as the same awards one by one; a blocked member's awards are
+// refused without undoing the others'.
+func TestGroupCommitCreditsMembersOnceAndAwardsInOrder(t *testing.T) {
+	type step struct {
+		posted int64
+		lot    int64 // the lot's remaining
+		err    error
+	}
+	run := func(t *testing.T, batched bool) []step {
+		var log batchLog
+		e := newEnv(t, envConfig{groupCommit: log.config(1)})
+		a := e.must(t, award(acme, "D-1", "seed", 100))
+		e.must(t, redeem(bean, "D-1", "spend", 80))
+		e.must(t, reverse(acme, "rev", a.Transaction.ID, 0)) // D-1: posted -80, debt 80
+		e.must(t, award(acme, "D-B", "seed-b", 10))
+		if err := e.store.SetMemberStatus(ctxFor(t), "D-B", "blocked"); err != nil {
+			t.Fatal(err)
+		}
+		cmds := []settlement.Command{
+			award(acme, "D-1", "d-1", 30), // pays 30 of the debt: -50, lot 0
+			award(bean, "D-2", "d-2", 5),  // new member
+			award(acme, "D-B", "d-b", 7),  // blocked
+			award(fuel, "D-1", "d-3", 40), // pays 40: -10, lot 0
+			award(acme, "D-2", "d-4", 6),  // 11
+			award(bean, "D-1", "d-5", 25), // pays the last 10: 15, lot 15
+			award(bean, "D-B", "d-b2", 1), // blocked
+		}
+		var outs []settlement.Outcome
+		var errs []error
+		if batched {
+			log.snapshot()
+			outs, errs = sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+			if sizes, splits := log.snapshot(); splits != 0 || len(sizes) != 1 {
+				t.Errorf("batches %v, %d split; want one batch, not split", sizes, splits)
+			}
+		} else {
+			for _, c := range cmds {
+				out, err := e.apply(t, c)
+				outs, errs = append(outs, out), append(errs, err)
+			}
+		}
+		steps := make([]step, len(cmds))
+		for i := range cmds {
+			steps[i] = step{posted: outs[i].Balance.Posted, err: errs[i]}
+			if errs[i] == nil {
+				steps[i].lot = int64(e.queryInt(t, `SELECT remaining FROM lots WHERE id = $1`, outs[i].Transaction.ID))
+			}
+		}
+		if got := e.queryInt(t, `SELECT debt FROM members WHERE id = 'D-1'`); got != 0 {
+			t.Errorf("D-1 debt after the awards: %d, want 0", got)
+		}
+		e.wantBalance(t, "D-1", 15, 0)
+		e.wantBalance(t, "D-2", 11, 0)
+		e.wantBalance(t, "D-B", 10, 0)
+		e.verify(t)
+		return steps
+	}
+	alone, batch := run(t, false), run(t, true)
+	for i := range alone {
+		a, b := alone[i], batch[i]
+		if a.posted != b.posted || a.lot != b.lot || (a.err == nil) != (b.err == nil) {
+			t.Errorf("award %d: batched (posted %d, lot %d, %v), alone (posted %d, lot %d, %v)", i, b.posted, b.lot, b.err, a.posted, a.lot, a.err)
+		}
+		if a.err != nil && !errors.Is(b.err, settlement.ErrMemberBlocked) {
+			t.Errorf("award %d: batched %v, want MEMBER_BLOCKED", i, b.err)
+		}
+	}
+	if want := []int64{-50, 5, 0, -10, 11, 15, 0}; batch[0].posted != want[0] || batch[3].posted != want[3] || batch[5].posted != want[5] || batch[4].posted != want[4] {
+		t.Errorf("batched balances %+v, want posted %v", batch, want)
+	}
+	if batch[0].lot != 0 || batch[3].lot != 0 || batch[5].lot != 15 {
+		t.Errorf("batched lots %+v, want 0, 0 and 15 remaining for D-1's awards", batch)
+	}
+}
