@@ -64,8 +64,10 @@ var errKeyFound = errors.New("idempotency key found")
 // applyFresh applies cmd in a transaction of its own, in as few round trips as it can
 // (Runner.RunPipelined). The first carries the key's lookup (READ COMMITTED, in its own
 // transaction, as lookupKey), BEGIN, the settlement stamp and, for an award, the partner's
-// limits and campaigns and the member's credit. A plain award's writes then go out with
-// COMMIT: two round trips in all. A found key rolls the transaction back and is replayed.
+// limits and campaigns and the member's credit (for a redemption, its debit and first lots).
+// A plain award's writes then go out with COMMIT: two round trips in all (a redemption's
+// writes need their counts checked first: three). A found key rolls the transaction back and
+// is replayed.
 func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
 	var out settlement.Outcome
 	var rec keyRecord
@@ -75,6 +77,9 @@ func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byt
 		rec, found = keyRecord{}, false
 		queueLookupKey(&p.Before, cmd.PartnerID, cmd.IdempotencyKey, &rec, &found)
 		st = queueStamp(&p.First, cmd.PartnerID, now)
+		if cmd.Op == settlement.OpRedeem {
+			st.redeemReads = queueRedeemReads(&p.First, cmd, now)
+		}
 		if cmd.Op == settlement.OpAward {
 			// Credited before its limits are checked: a refusal rolls the whole transaction
 			// back, and so does a found key.
@@ -148,14 +153,15 @@ func (s *Store) storeKey(ctx context.Context, tx pgx.Tx, w *writes, cmd settleme
 		w.moveToLast(w.last)
 		return out, nil
 	}
-	w.exec("insert idempotency key", -1, insertKeySQL+` ON CONFLICT (partner_id, key) DO NOTHING`, args...)
 	if w.deferTo != nil {
-		// Sent later with other awards' writes: a key stored meanwhile by a concurrent request
-		// then fails the whole batch, whose commands run again one by one (group.go).
-		w.want[len(w.want)-1] = 1
+		// Sent later with other commands' writes, without ON CONFLICT: a key stored meanwhile
+		// by a concurrent request then fails the whole batch, whose commands run again one by
+		// one (group.go).
+		w.insert("insert idempotency key", 1, insertKeySQL, args...)
 		w.moveTo(w.deferTo)
 		return out, nil
 	}
+	w.exec("insert idempotency key", -1, insertKeySQL+` ON CONFLICT (partner_id, key) DO NOTHING`, args...)
 	inserted, err := w.send(ctx, tx)
 	if err != nil {
 		return settlement.Outcome{}, err

@@ -330,14 +330,22 @@ func (s *Store) applyBatch(batch []*pending, committer int) {
 	for attempt := 1; ; attempt++ {
 		var found map[int]keyRecord
 		var stamped func() ([]*stamp, error)
+		var soloReads *redeemReads
 		err = s.runner.oncePipelined(ctx, func(p *Pipeline) {
 			found = map[int]keyRecord{}
 			queueLookupKeys(&p.Before, todo, found)
 			stamped = queueStamps(&p.First, todo, committer%exposureShards, len(todo) > 1)
+			soloReads = nil
+			if len(todo) == 1 && todo[0].cmd.Op == settlement.OpRedeem {
+				soloReads = queueRedeemReads(&p.First, todo[0].cmd, todo[0].now)
+			}
 		}, func(ctx context.Context, tx pgx.Tx, p *Pipeline) error {
 			stamps, err := stamped()
 			if err != nil {
 				return err
+			}
+			if soloReads != nil {
+				stamps[0].redeemReads = soloReads
 			}
 			s.lastLookupFound.Store(len(found) > 0)
 			if len(found) > 0 {
@@ -472,22 +480,37 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 			continue
 		}
 		// Any other command: the deferred writes go out first (it may read them), with its
-		// savepoint; its own writes go out with the next savepoint.
+		// savepoint, and a redemption's debit and first lots (queueRedeemReads) in the same
+		// round trip. A redemption's own writes are deferred in turn; any other command's go
+		// out with the next savepoint.
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
 		deferred.queueBulk(false) // before the savepoint: a refusal of command i must not undo them
 		if established != i {
 			deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
 		}
-		if deferred.pending() {
-			if _, err := deferred.send(ctx, tx); err != nil {
+		var reads pgx.Batch
+		redemption := p.cmd.Op == settlement.OpRedeem
+		if redemption {
+			stamps[i].redeemReads = queueRedeemReads(&reads, p.cmd, p.now)
+		}
+		if deferred.pending() || reads.Len() > 0 {
+			if _, err := deferred.sendWith(ctx, tx, &reads); err != nil {
 				return err
 			}
 			deferred = writes{}
 		}
 		established = i
 		w := writes{stamp: stamps[i], then: []string{"SAVEPOINT " + savepoint(i+1)}}
+		if redemption {
+			// Sent before the next command's reads, or COMMIT: a key stored meanwhile by a
+			// concurrent request then fails the batch, which runs one by one (storeKey).
+			w.then, w.deferTo = nil, &deferred
+		}
 		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
 		switch {
+		case err == nil && redemption:
+			p.out = out // savepoint i stays the newest
+			continue
 		case err == nil:
 			p.out = out
 			established = i + 1 // the trailer went out with its writes

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coalitionexchange/coalition/settlement"
 	"github.com/coalitionexchange/coalition/settlement/sqlstore"
@@ -367,4 +368,64 @@ func TestGroupCommitCreditsMembersOnceAndAwardsInOrder(t *testing.T) {
 	if batch[0].lot != 0 || batch[3].lot != 0 || batch[5].lot != 15 {
 		t.Errorf("batched lots %+v, want 0, 0 and 15 remaining for D-1's awards", batch)
 	}
+}
+
+// A batch's redemptions send their debit and first page of lots ahead, with the writes of the
+// command before, and defer their own writes: across lot pages, after an expired hold is
+// released, refused, and one after another on the same member, each gets what it gets alone,
+// and the batch commits as one.
+func TestGroupCommitRedemptionsReadAhead(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1)})
+	const lots = 230 // > lotPageSize (200)
+	for i := range lots {
+		e.must(t, award(acme, "R-1", fmt.Sprintf("seed-%d", i), 2))
+		e.clock.Advance(time.Second)
+	}
+	e.must(t, award(acme, "R-2", "seed-h", 100))
+	h := e.must(t, authorize(bean, "R-2", "hold", 100))
+	e.clock.Advance(settlement.DefaultHoldTTL)
+	log.snapshot()
+
+	cmds := []settlement.Command{
+		redeem(bean, "R-1", "r-pages", 2*lots-1), // 0: across both pages, 1 left
+		redeem(fuel, "R-2", "r-hold", 60),        // 1: debit fails until the expired hold is released
+		redeem(bean, "R-1", "r-too-much", 2),     // 2: sees command 0: INSUFFICIENT_POINTS
+		award(acme, "R-1", "a-after", 5),         // 3: a plain award between redemptions
+		redeem(fuel, "R-1", "r-after", 6),        // 4: sees 0 and 3: 1 + 5 left, spends it all
+		redeem(bean, "R-2", "r-rest", 40),        // 5: what the hold left
+	}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if sizes, splits := log.snapshot(); splits != 0 || len(sizes) != 1 || sizes[0] != len(cmds) {
+		t.Errorf("batches %v, %d split; want one batch of %d, not split", sizes, splits, len(cmds))
+	}
+	for _, i := range []int{0, 1, 3, 4, 5} {
+		if errs[i] != nil {
+			t.Fatalf("command %d: %v", i, errs[i])
+		}
+	}
+	if !errors.Is(errs[2], settlement.ErrInsufficientPoints) {
+		t.Errorf("command 2: got %v, want INSUFFICIENT_POINTS", errs[2])
+	}
+	if got := e.lineage(t, outs[0].Transaction.ID); len(got) != lots || got[lots-1].Points != 1 {
+		t.Errorf("lineage of the redemption across pages: %d rows, want %d, the last of 1 point", len(got), lots)
+	}
+	if got := e.lineage(t, outs[4].Transaction.ID); len(got) != 2 {
+		t.Errorf("lineage of the last redemption: %d rows, want 2 (the seed lot's last point, the new award)", len(got))
+	}
+	wantOutcomeBalance(t, outs[1], 40, 0)
+	wantOutcomeBalance(t, outs[4], 0, 0)
+	wantOutcomeBalance(t, outs[5], 0, 0)
+	if status, _ := e.holdStatus(t, h.Hold.ID); status != settlement.HoldExpired {
+		t.Errorf("hold: got %s, want expired", status)
+	}
+	e.wantBalance(t, "R-1", 0, 0)
+	e.wantBalance(t, "R-2", 0, 0)
+	for i, c := range cmds {
+		out, err := e.apply(t, c)
+		if !isReplayed(err) && (err != nil || !out.Replayed || out.Transaction.ID != outs[i].Transaction.ID) {
+			t.Errorf("retry of %s: (%+v, %v), want a replay", c.IdempotencyKey, out, err)
+		}
+	}
+	e.verify(t)
 }

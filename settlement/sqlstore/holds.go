@@ -83,7 +83,7 @@ func (s *Store) capture(ctx context.Context, tx pgx.Tx, w *writes, cmd settlemen
 	}
 	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: h.MemberID,
 		Kind: settlement.KindCapture, Points: points, HoldID: h.ID, CreatedAt: now}
-	if err := consumeLots(ctx, tx, w, t.ID, h.MemberID, points, now); err != nil {
+	if err := consumeLots(ctx, tx, w, t.ID, h.MemberID, points, now, nil); err != nil {
 		return settlement.Outcome{}, err
 	}
 	entries := []entry{{memberHoldsAccount(h.MemberID), -h.Points}, {partnerRedeemedAccount(cmd.PartnerID), points}}

@@ -222,24 +222,69 @@ func queueBatchAwardTerms(b *pgx.Batch, ps []*pending, terms []*awardTerms) {
 }
 
 // redeem spends points at the caller: the balance is debited only if enough is available
-// (checked by the UPDATE itself), then lots are consumed soonest-expiring first.
+// (checked by the UPDATE itself), then lots are consumed soonest-expiring first. With
+// w.stamp.redeemReads, the debit and the first page of lots were sent ahead (queueRedeemReads).
 func (s *Store) redeem(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
-	bal, err := s.debitAvailable(ctx, tx, cmd.MemberID, cmd.Points, now,
-		`UPDATE members SET posted = posted - $2, updated_at = $3
-		 WHERE id = $1 AND status = 'active' AND posted - held >= $2 RETURNING posted, held`)
-	if err != nil {
-		return settlement.Outcome{}, err
+	var bal settlement.Balance
+	var firstLots []lotRow
+	if r := w.stamp.redeemReads; r != nil && r.debited {
+		bal, firstLots = settlement.Balance{MemberID: cmd.MemberID, Posted: r.posted, Held: r.held}, r.lots
+	} else {
+		// Not debited (or not read ahead): debitAvailable tries again and finds out why.
+		var err error
+		if bal, err = s.debitAvailable(ctx, tx, cmd.MemberID, cmd.Points, now, redeemDebitSQL); err != nil {
+			return settlement.Outcome{}, err
+		}
+		if r != nil {
+			firstLots = r.lots // lots are not changed by a debit or a released hold
+		}
 	}
 	t := settlement.Transaction{ID: newID(), PartnerID: cmd.PartnerID, MemberID: cmd.MemberID,
 		Kind: settlement.KindRedeem, Points: cmd.Points, Reference: cmd.Reference, CreatedAt: now}
-	if err := consumeLots(ctx, tx, w, t.ID, cmd.MemberID, cmd.Points, now); err != nil {
+	if err := consumeLots(ctx, tx, w, t.ID, cmd.MemberID, cmd.Points, now, firstLots); err != nil {
 		return settlement.Outcome{}, err
 	}
-	err = w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
+	err := w.addTxn(txnRow{id: t.ID, partnerID: t.PartnerID, memberID: t.MemberID, kind: string(t.Kind),
 		points: t.Points, reference: t.Reference, key: cmd.IdempotencyKey, occurredAt: now, createdAt: now},
 		entry{memberAccount(cmd.MemberID), -cmd.Points},
 		entry{partnerRedeemedAccount(cmd.PartnerID), cmd.Points})
 	return settlement.Outcome{Transaction: t, Balance: bal}, err
+}
+
+// redeemDebitSQL debits member $1 by $2 points at $3 if active with enough available.
+const redeemDebitSQL = `UPDATE members SET posted = posted - $2, updated_at = $3
+	WHERE id = $1 AND status = 'active' AND posted - held >= $2 RETURNING posted, held`
+
+// redeemReads are a redemption's debit and first page of lots, sent ahead of it in a round trip
+// that carries other statements too (queueRedeemReads).
+type redeemReads struct {
+	debited      bool // the debit matched: the member is active with enough available
+	posted, held int64
+	lots         []lotRow
+}
+
+// queueRedeemReads queues on b a redemption's debit (redeemDebitSQL) and its first page of
+// lots; the result is filled when b has run. The lots are read even if the debit fails: they
+// are needed whenever it succeeds, and a refusal rolls everything back.
+func queueRedeemReads(b *pgx.Batch, cmd settlement.Command, now time.Time) *redeemReads {
+	r := &redeemReads{}
+	b.Queue(redeemDebitSQL, cmd.MemberID, cmd.Points, now).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&r.posted, &r.held)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("debit member: %w", err)
+		}
+		r.debited = true
+		return nil
+	})
+	b.Queue(lotPageSQL, cmd.MemberID, now, true, nil, nil, nil, lotPageSize).Query(func(rows pgx.Rows) error {
+		var err error
+		r.lots, err = scanLots(rows)
+		return err
+	})
+	return r
 }
 
 // debitAvailable runs a conditional UPDATE that succeeds only when the member is active and has
@@ -278,50 +323,70 @@ func (s *Store) debitAvailable(ctx context.Context, tx pgx.Tx, memberID string, 
 	}
 }
 
+// lotPageSQL reads member $1's unexpired lots at $2 with points left, soonest-expiring
+// first (then oldest), after ($4, $5, $6) unless $3, at most $7.
+const lotPageSQL = `SELECT id, issuer, remaining, expires_at, created_at FROM lots
+	WHERE member_id = $1 AND remaining > 0 AND expires_at > $2
+	  AND ($3 OR (expires_at, created_at, id) > ($4, $5, $6::UUID))
+	ORDER BY expires_at, created_at, id LIMIT $7`
+
+// lotRow is a row of lotPageSQL.
+type lotRow struct {
+	id, issuer       string
+	remaining        int64
+	expires, created time.Time
+}
+
+func scanLots(rows pgx.Rows) ([]lotRow, error) {
+	lots := []lotRow{} // not nil: a page read, if empty
+	for rows.Next() {
+		var l lotRow
+		if err := rows.Scan(&l.id, &l.issuer, &l.remaining, &l.expires, &l.created); err != nil {
+			return nil, fmt.Errorf("scan lot: %w", err)
+		}
+		lots = append(lots, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read lots: %w", err)
+	}
+	return lots, nil
+}
+
 // consumeLots takes points from the member's unexpired lots, soonest-expiring first (then
-// oldest), and records the lineage of txnID.
-func consumeLots(ctx context.Context, tx pgx.Tx, w *writes, txnID, memberID string, points int64, now time.Time) error {
+// oldest), and records the lineage of txnID. firstPage, when not nil, is the first page of
+// lots, read ahead (queueRedeemReads).
+func consumeLots(ctx context.Context, tx pgx.Tx, w *writes, txnID, memberID string, points int64, now time.Time, firstPage []lotRow) error {
 	need := points
 	var seq int64
-	after := struct {
-		expires, created time.Time
-		id               string
-	}{}
+	var after lotRow
 	first := true
 	issuers := map[string]bool{} // issuers already in this redemption's lineage
 	for need > 0 {
-		rows, err := tx.Query(ctx, `SELECT id, issuer, remaining, expires_at, created_at FROM lots
-			WHERE member_id = $1 AND remaining > 0 AND expires_at > $2
-			  AND ($3 OR (expires_at, created_at, id) > ($4, $5, $6::UUID))
-			ORDER BY expires_at, created_at, id LIMIT $7`,
-			memberID, now, first, after.expires, after.created, nilIfEmpty(after.id), lotPageSize)
-		if err != nil {
-			return fmt.Errorf("read lots: %w", err)
-		}
-		n := 0
-		for rows.Next() && need > 0 {
-			var id, issuer string
-			var remaining int64
-			if err := rows.Scan(&id, &issuer, &remaining, &after.expires, &after.created); err != nil {
-				rows.Close()
-				return fmt.Errorf("scan lot: %w", err)
+		page := firstPage
+		if !first || page == nil {
+			rows, err := tx.Query(ctx, lotPageSQL, memberID, now, first, after.expires, after.created, nilIfEmpty(after.id), lotPageSize)
+			if err != nil {
+				return fmt.Errorf("read lots: %w", err)
 			}
-			n++
-			after.id = id
-			take := min(remaining, need)
+			if page, err = scanLots(rows); err != nil {
+				return err
+			}
+		}
+		for _, l := range page {
+			if need == 0 {
+				break
+			}
+			after = l
+			take := min(l.remaining, need)
 			need -= take
-			w.exec("consume lot", 1, `UPDATE lots SET remaining = remaining - $2 WHERE id = $1 AND remaining >= $2`, id, take)
-			w.exec("record lineage", 1, `INSERT INTO lot_consumptions (txn_id, lot_id, seq, issuer, points, period, partner_id, price_version, created_at, issuer_first)
+			w.updateRead("consume lot", `UPDATE lots SET remaining = remaining - $2 WHERE id = $1`, l.id, take)
+			w.insert("record lineage", 1, `INSERT INTO lot_consumptions (txn_id, lot_id, seq, issuer, points, period, partner_id, price_version, created_at, issuer_first)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				txnID, id, seq, issuer, take, w.stamp.period, w.stamp.partnerID, w.stamp.priceVersion, w.stamp.at, !issuers[issuer])
-			issuers[issuer] = true
+				txnID, l.id, seq, l.issuer, take, w.stamp.period, w.stamp.partnerID, w.stamp.priceVersion, w.stamp.at, !issuers[l.issuer])
+			issuers[l.issuer] = true
 			seq++
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read lots: %w", err)
-		}
-		if n < lotPageSize && need > 0 {
+		if len(page) < lotPageSize && need > 0 {
 			// The balance covers it but unexpired lots do not: the rest expired and awaits the sweeper.
 			return fmt.Errorf("%w: %d points have expired", settlement.ErrInsufficientPoints, need)
 		}

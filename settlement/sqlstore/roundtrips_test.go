@@ -40,10 +40,37 @@ func TestAwardRoundTrips(t *testing.T) {
 		}
 		return trips
 	}
+	redeemAlone := func(key string) int64 {
+		t.Helper()
+		var err error
+		trips := w.count(func() { _, err = l.Apply(ctx, redeem(bean, "RT-1", key, 1)) })
+		if err != nil {
+			t.Fatalf("redeem %s: %v", key, err)
+		}
+		return trips
+	}
+	redeemBatch := func(prefix string) int64 {
+		t.Helper()
+		cmds := make([]settlement.Command, 4)
+		for i := range cmds {
+			cmds[i] = redeem(fuel, "RT-1", prefix+string(rune('a'+i)), 1)
+		}
+		var errs []error
+		trips := w.count(func() { _, errs = sqlstore.ApplyBatch(s, cmds, e.clock.Now()) })
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("batch %s command %d: %v", prefix, i, err)
+			}
+		}
+		return trips
+	}
 	alone("rt-warm-1") // prepares the statements on the pool's one connection
 	alone("rt-warm-1")
 	alone("rt-warm-2")
 	batch("rt-warm-b-")
+	redeemAlone("rt-warm-r")
+	redeemBatch("rt-warm-rb-")
+	alone("rt-warm-3")
 
 	steps := []struct {
 		name string
@@ -60,11 +87,16 @@ func TestAwardRoundTrips(t *testing.T) {
 		{"replays again: the lookup goes alone", func() int64 { return batch("rt-b1-") }, 1},
 		{"batch of 8 awards after replays", func() int64 { return batch("rt-b2-") }, 4},
 		{"batch of 8 awards again", func() int64 { return batch("rt-b3-") }, 3},
+		// Its debit and first lots go with BEGIN, its writes with COMMIT.
+		{"redemption alone", func() int64 { return redeemAlone("rt-r1") }, 2},
+		// BEGIN; then each redemption's debit and lots, with the writes of the one before;
+		// the last writes with COMMIT.
+		{"batch of 4 redemptions", func() int64 { return redeemBatch("rt-rb1-") }, 1 + 4 + 1},
 	}
 	for _, st := range steps {
 		if got := st.run(); got != st.want {
 			t.Errorf("%s: %d round trips, want %d", st.name, got, st.want)
 		}
 	}
-	e.wantBalance(t, "RT-1", 5*10, 0) // rt-warm-1, rt-warm-2, rt-1, rt-2, rt-3
+	e.wantBalance(t, "RT-1", 6*10-6-4, 0) // six awards of 10; two redemptions of 1 alone, eight batched
 }

@@ -29,6 +29,9 @@ type stamp struct {
 	// credited, when set, is the award's member credit, sent in the transaction's first round
 	// trip (applyFresh); award then does not credit the member again.
 	credited *credit
+	// redeemReads, when set, are a redemption's debit and first lots, sent ahead of it
+	// (queueRedeemReads); redeem then does not debit the member again.
+	redeemReads *redeemReads
 }
 
 // readStamp reads one settlement_state shard FOR SHARE — so a period close or an epoch seal,

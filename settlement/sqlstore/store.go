@@ -232,6 +232,15 @@ func (w *writes) insert(what string, wantRows int64, sql string, args ...any) {
 	w.enforced[len(w.enforced)-1] = true
 }
 
+// updateRead queues an UPDATE of one row by its primary key that this transaction read, whose
+// CHECK constraints keep it valid (lots_remaining_bound for a lot: remaining never below zero):
+// it enforces its count itself. Under SERIALIZABLE, on both engines, the row cannot have
+// changed since it was read without the UPDATE failing with 40001, and the rows it is used on
+// are never deleted.
+func (w *writes) updateRead(what string, sql string, args ...any) {
+	w.insert(what, 1, sql, args...)
+}
+
 // moveTo appends w's queued statements to d, to be sent with d's.
 func (w *writes) moveTo(d *writes) {
 	d.batch.QueuedQueries = append(d.batch.QueuedQueries, w.batch.QueuedQueries...)
@@ -243,12 +252,21 @@ func (w *writes) moveTo(d *writes) {
 
 // send runs the queued statements and returns the rows affected by the last one.
 func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
+	return w.sendWith(ctx, tx, nil)
+}
+
+// sendWith is send with reads, queries answered through their callbacks, sent after the
+// queued statements in the same round trip (a group commit's next command's reads).
+func (w *writes) sendWith(ctx context.Context, tx pgx.Tx, reads *pgx.Batch) (int64, error) {
 	w.queueBulk(false)
-	if len(w.want) == 0 {
+	if len(w.want) == 0 && (reads == nil || reads.Len() == 0) {
 		return 0, nil
 	}
 	for _, sql := range w.then {
 		w.batch.Queue(sql)
+	}
+	if reads != nil {
+		w.batch.QueuedQueries = append(w.batch.QueuedQueries, reads.QueuedQueries...)
 	}
 	br := tx.SendBatch(ctx, &w.batch)
 	var last int64
