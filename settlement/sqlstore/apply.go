@@ -129,11 +129,32 @@ func isKeyConflict(err error) bool {
 // applyStamped applies cmd's effect with w's stamp and stores its key, sending w's writes in
 // one round trip.
 func (s *Store) applyStamped(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	if w.last != nil && w.deferTo == nil && w.stamp.credited != nil && fastAward(cmd, w.stamp) {
+		return s.plainAward(ctx, tx, w, cmd, fp, now)
+	}
 	out, err := s.effect(ctx, tx, w, cmd, now)
 	if err != nil {
 		return settlement.Outcome{}, err
 	}
 	return s.storeKey(ctx, tx, w, cmd, fp, out, now)
+}
+
+// plainAward applies a lone plain award (fastAward) whose member was credited in the
+// transaction's first round trip (applyFresh): its rows, outbox events and idempotency record
+// go out with COMMIT as one statement (awardBulk), as a batch's plain awards do.
+func (s *Store) plainAward(ctx context.Context, tx pgx.Tx, w *writes, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
+	limits, _, _ := w.stamp.awardTerms.get()
+	if err := s.checkAwardLimits(ctx, tx, w, cmd, limits, now); err != nil {
+		return settlement.Outcome{}, err
+	}
+	w.bulk = &awardBulk{}
+	out, err := s.bulkAward(w.bulk, w.stamp, &pending{cmd: cmd, fp: fp, now: now}, *w.stamp.credited)
+	if err != nil {
+		return settlement.Outcome{}, err
+	}
+	w.queueBulk()
+	w.moveToLast(w.last)
+	return out, nil
 }
 
 // storeKey queues cmd's outbox events and idempotency record with out, and sends w's writes

@@ -484,7 +484,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 		// round trip. A redemption's own writes are deferred in turn; any other command's go
 		// out with the next savepoint.
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-		deferred.queueBulk(false) // before the savepoint: a refusal of command i must not undo them
+		deferred.queueBulk() // before the savepoint: a refusal of command i must not undo them
 		if established != i {
 			deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
 		}
@@ -550,7 +550,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 // stored meanwhile by a concurrent request fails the batch, which then runs one by one), or
 // else in a round trip of their own, checked.
 func flushDeferred(ctx context.Context, tx pgx.Tx, d *writes, last *pgx.Batch) error {
-	d.queueBulk(true)
+	d.queueBulk()
 	if !d.pending() {
 		return nil
 	}

@@ -206,10 +206,10 @@ func (w *writes) moveToLast(last *pgx.Batch) {
 	w.batch, w.want, w.what, w.enforced, w.then = pgx.Batch{}, nil, nil, nil, nil
 }
 
-// queueBulk queues w.bulk's statements after those already queued (strict: see awardBulk.queue).
-func (w *writes) queueBulk(strict bool) {
+// queueBulk queues w.bulk's statement after those already queued (awardBulk.queue).
+func (w *writes) queueBulk() {
 	if w.bulk != nil && w.bulk.n > 0 {
-		w.bulk.queue(w, strict)
+		w.bulk.queue(w)
 	}
 	w.bulk = nil
 }
@@ -258,7 +258,7 @@ func (w *writes) send(ctx context.Context, tx pgx.Tx) (int64, error) {
 // sendWith is send with reads, queries answered through their callbacks, sent after the
 // queued statements in the same round trip (a group commit's next command's reads).
 func (w *writes) sendWith(ctx context.Context, tx pgx.Tx, reads *pgx.Batch) (int64, error) {
-	w.queueBulk(false)
+	w.queueBulk()
 	if len(w.want) == 0 && (reads == nil || reads.Len() == 0) {
 		return 0, nil
 	}
