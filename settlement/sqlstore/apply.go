@@ -65,9 +65,8 @@ var errKeyFound = errors.New("idempotency key found")
 // (Runner.RunPipelined). The first carries the key's lookup (READ COMMITTED, in its own
 // transaction, as lookupKey), BEGIN, the settlement stamp and, for an award, the partner's
 // limits and campaigns and the member's credit (for a redemption, its debit and first lots).
-// A plain award's writes then go out with COMMIT: two round trips in all (a redemption's
-// writes need their counts checked first: three). A found key rolls the transaction back and
-// is replayed.
+// A plain award's or a redemption's writes then go out with COMMIT: two round trips in all. A
+// found key rolls the transaction back and is replayed.
 func (s *Store) applyFresh(ctx context.Context, cmd settlement.Command, fp []byte, now time.Time) (settlement.Outcome, error) {
 	var out settlement.Outcome
 	var rec keyRecord

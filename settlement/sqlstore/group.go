@@ -41,9 +41,9 @@ const (
 
 // GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
 // transaction, in the order they arrived, each under its own savepoint (a run of plain awards
-// under one, see fastAwards) with its own idempotency record and outcome. They share the transaction's BEGIN, its settlement-period read and its
-// COMMIT — one durable WAL flush instead of one per command — and their idempotency keys are
-// looked up in one query.
+// under one, see fastAwards) with its own idempotency record and outcome. They share the
+// transaction's BEGIN, its settlement-period read and its COMMIT — one durable WAL flush
+// instead of one per command — and their idempotency keys are looked up in one query.
 //
 // A command refused for a business reason (insufficient points, a limit…) is rolled back to its
 // savepoint and its refusal recorded; the others commit. If the batch transaction itself fails
