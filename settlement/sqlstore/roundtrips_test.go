@@ -25,11 +25,12 @@ func TestAwardRoundTrips(t *testing.T) {
 		}
 		return trips, out
 	}
-	batch := func(prefix string) int64 {
+	// applyBatch applies n commands made by cmd as one batch and counts its round trips.
+	applyBatch := func(prefix string, n int, cmd func(i int, key string) settlement.Command) int64 {
 		t.Helper()
-		cmds := make([]settlement.Command, 8)
+		cmds := make([]settlement.Command, n)
 		for i := range cmds {
-			cmds[i] = award(bean, "RT-B"+string(rune('a'+i)), prefix+string(rune('a'+i)), 5)
+			cmds[i] = cmd(i, prefix+string(rune('a'+i)))
 		}
 		var errs []error
 		trips := w.count(func() { _, errs = sqlstore.ApplyBatch(s, cmds, e.clock.Now()) })
@@ -39,6 +40,14 @@ func TestAwardRoundTrips(t *testing.T) {
 			}
 		}
 		return trips
+	}
+	batch := func(prefix string) int64 {
+		return applyBatch(prefix, 8, func(i int, key string) settlement.Command {
+			return award(bean, "RT-B"+string(rune('a'+i)), key, 5)
+		})
+	}
+	redeemBatch := func(prefix string) int64 {
+		return applyBatch(prefix, 4, func(_ int, key string) settlement.Command { return redeem(fuel, "RT-1", key, 1) })
 	}
 	redeemAlone := func(key string) int64 {
 		t.Helper()
@@ -46,21 +55,6 @@ func TestAwardRoundTrips(t *testing.T) {
 		trips := w.count(func() { _, err = l.Apply(ctx, redeem(bean, "RT-1", key, 1)) })
 		if err != nil {
 			t.Fatalf("redeem %s: %v", key, err)
-		}
-		return trips
-	}
-	redeemBatch := func(prefix string) int64 {
-		t.Helper()
-		cmds := make([]settlement.Command, 4)
-		for i := range cmds {
-			cmds[i] = redeem(fuel, "RT-1", prefix+string(rune('a'+i)), 1)
-		}
-		var errs []error
-		trips := w.count(func() { _, errs = sqlstore.ApplyBatch(s, cmds, e.clock.Now()) })
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("batch %s command %d: %v", prefix, i, err)
-			}
 		}
 		return trips
 	}
