@@ -607,7 +607,7 @@ func (s *Store) fastAwards(ctx context.Context, tx pgx.Tx, ps []*pending, stamps
 		rest := live[:0]
 		for _, k := range live {
 			if blocked[ps[k].cmd.MemberID] {
-				ps[k].err = fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, ps[k].cmd.MemberID)
+				ps[k].err = memberBlocked(ps[k].cmd.MemberID)
 				continue
 			}
 			rest = append(rest, k)
@@ -698,22 +698,21 @@ func creditRun(ctx context.Context, tx pgx.Tx, ps []*pending, live []int, sp str
 	}
 	// Walk the awards in arrival order: each sees the balance before the run plus the awards
 	// up to and including it, and pays back what is left of the run's repayment.
+	// after[id] then holds the balance after the awards walked so far, and the repayment left.
 	credits := make([]credit, len(ps))
-	running := make(map[string]credit, len(ids))
 	for _, id := range ids {
 		c := after[id]
 		c.bal.Posted -= byID[id].points // the balance before the run
-		running[id] = c                 // repaid: what the run's awards pay back between them
+		after[id] = c
 	}
 	for _, k := range live {
 		id, pts := ps[k].cmd.MemberID, ps[k].cmd.Points
-		r := running[id]
-		c := r
-		c.bal.Posted += pts
-		c.repaid = min(r.repaid, pts)
-		r.bal.Posted, r.repaid = c.bal.Posted, r.repaid-c.repaid
-		running[id] = r
-		credits[k] = c
+		left := after[id]
+		left.bal.Posted += pts
+		credits[k] = left
+		credits[k].repaid = min(left.repaid, pts)
+		left.repaid -= credits[k].repaid
+		after[id] = left
 	}
 	return credits, nil
 }

@@ -62,11 +62,16 @@ type credit struct {
 
 func (c *credit) dest() []any { return []any{&c.bal.Posted, &c.bal.Held, &c.status, &c.repaid} }
 
+// memberBlocked is the refusal of a command on a member who is not active.
+func memberBlocked(memberID string) error {
+	return fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, memberID)
+}
+
 // newAward is the outcome of an award whose member was credited (c) and its occurrence
 // time. Errors: settlement.ErrMemberBlocked (the credit must be rolled back).
 func newAward(cmd settlement.Command, c credit, now time.Time) (settlement.Outcome, time.Time, error) {
 	if c.status != "active" {
-		return settlement.Outcome{}, time.Time{}, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, cmd.MemberID)
+		return settlement.Outcome{}, time.Time{}, memberBlocked(cmd.MemberID)
 	}
 	bal := c.bal
 	bal.MemberID = cmd.MemberID
@@ -309,7 +314,7 @@ func (s *Store) debitAvailable(ctx context.Context, tx pgx.Tx, memberID string, 
 		case err != nil:
 			return bal, fmt.Errorf("read member: %w", err)
 		case status != "active":
-			return bal, fmt.Errorf("%w: member %s", settlement.ErrMemberBlocked, memberID)
+			return bal, memberBlocked(memberID)
 		}
 		released := 0
 		if attempt == 0 {
