@@ -390,9 +390,9 @@ func TestGroupCommitRedemptionsReadAhead(t *testing.T) {
 	cmds := []settlement.Command{
 		redeem(bean, "R-1", "r-pages", 2*lots-1), // 0: across both pages, 1 left
 		redeem(fuel, "R-2", "r-hold", 60),        // 1: debit fails until the expired hold is released
-		redeem(bean, "R-1", "r-too-much", 2),     // 2: sees command 0: INSUFFICIENT_POINTS
-		award(acme, "R-1", "a-after", 5),         // 3: a plain award between redemptions
-		redeem(fuel, "R-1", "r-after", 6),        // 4: sees 0 and 3: 1 + 5 left, spends it all
+		redeem(bean, "R-1", "r-too-much", 7),     // 2: sees commands 3 and 0: 5 + 1 left, INSUFFICIENT_POINTS
+		award(acme, "R-1", "a-after", 5),         // 3: a plain award, applied before the redemptions
+		redeem(fuel, "R-1", "r-after", 6),        // 4: sees 3 and 0: 5 + 1 left, spends it all
 		redeem(bean, "R-2", "r-rest", 40),        // 5: what the hold left
 	}
 	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
@@ -427,5 +427,38 @@ func TestGroupCommitRedemptionsReadAhead(t *testing.T) {
 			t.Errorf("retry of %s: (%+v, %v), want a replay", c.IdempotencyKey, out, err)
 		}
 	}
+	e.verify(t)
+}
+
+// A batch applies its plain awards before its other commands (plainAwardsFirst): they were
+// all in flight at once, so a redemption that arrived first may spend points awarded in the
+// same batch. The balance after each command is the one of that order.
+func TestGroupCommitAppliesPlainAwardsFirst(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1)})
+	e.must(t, award(acme, "P-1", "seed", 5))
+	log.snapshot()
+	cmds := []settlement.Command{
+		redeem(bean, "P-1", "p-redeem", 12), // 0: 5 + 10 + 3 are there when it runs
+		award(fuel, "P-1", "p-award", 10),   // 1
+		redeem(bean, "P-1", "p-rest", 7),    // 2: 6 left: INSUFFICIENT_POINTS
+		award(acme, "P-1", "p-award-2", 3),  // 3
+	}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if sizes, splits := log.snapshot(); splits != 0 || len(sizes) != 1 || sizes[0] != len(cmds) {
+		t.Fatalf("batches %v, %d split; want one batch of %d, not split", sizes, splits, len(cmds))
+	}
+	for _, i := range []int{0, 1, 3} {
+		if errs[i] != nil {
+			t.Fatalf("command %d: %v", i, errs[i])
+		}
+	}
+	if !errors.Is(errs[2], settlement.ErrInsufficientPoints) {
+		t.Errorf("command 2: got %v, want INSUFFICIENT_POINTS", errs[2])
+	}
+	wantOutcomeBalance(t, outs[1], 15, 0) // the awards, in arrival order
+	wantOutcomeBalance(t, outs[3], 18, 0)
+	wantOutcomeBalance(t, outs[0], 6, 0) // then the redemptions
+	e.wantBalance(t, "P-1", 6, 0)
 	e.verify(t)
 }

@@ -49,6 +49,15 @@ func TestAwardRoundTrips(t *testing.T) {
 	redeemBatch := func(prefix string) int64 {
 		return applyBatch(prefix, 4, func(_ int, key string) settlement.Command { return redeem(fuel, "RT-1", key, 1) })
 	}
+	// mixedBatch interleaves 3 awards and 3 redemptions.
+	mixedBatch := func(prefix string) int64 {
+		return applyBatch(prefix, 6, func(i int, key string) settlement.Command {
+			if i%2 == 0 {
+				return award(bean, "RT-M"+string(rune('a'+i)), key, 5)
+			}
+			return redeem(fuel, "RT-1", key, 1)
+		})
+	}
 	redeemAlone := func(key string) int64 {
 		t.Helper()
 		var err error
@@ -64,6 +73,7 @@ func TestAwardRoundTrips(t *testing.T) {
 	batch("rt-warm-b-")
 	redeemAlone("rt-warm-r")
 	redeemBatch("rt-warm-rb-")
+	mixedBatch("rt-warm-mb-")
 	alone("rt-warm-3")
 
 	steps := []struct {
@@ -86,11 +96,15 @@ func TestAwardRoundTrips(t *testing.T) {
 		// BEGIN; then each redemption's debit and lots, with the writes of the one before;
 		// the last writes with COMMIT.
 		{"batch of 4 redemptions", func() int64 { return redeemBatch("rt-rb1-") }, 1 + 4 + 1},
+		// BEGIN; the awards, moved ahead of the redemptions, credited together; each
+		// redemption's reads (the first with the awards' rows); COMMIT. In arrival order it
+		// took 8: a credit per award.
+		{"batch of 3 awards and 3 redemptions, interleaved", func() int64 { return mixedBatch("rt-mb1-") }, 1 + 1 + 3 + 1},
 	}
 	for _, st := range steps {
 		if got := st.run(); got != st.want {
 			t.Errorf("%s: %d round trips, want %d", st.name, got, st.want)
 		}
 	}
-	e.wantBalance(t, "RT-1", 6*10-6-4, 0) // six awards of 10; two redemptions of 1 alone, eight batched
+	e.wantBalance(t, "RT-1", 6*10-2-8-6, 0) // six awards of 10; redemptions of 1: two alone, eight in batches of 4, six in mixed batches
 }
