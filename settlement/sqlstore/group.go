@@ -467,6 +467,9 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 		return flushDeferred(ctx, tx, &deferred, last)
 	}
 	ps, stamps = plainAwardsFirst(ps, stamps)
+	// Commands before readAhead had their reads sent (redemptionRun), each under its own
+	// savepoint, the one of readAhead-1 the newest.
+	readAhead := 0
 	for i := 0; i < len(ps); i++ {
 		p := ps[i]
 		if fastAward(p.cmd, stamps[i]) {
@@ -482,25 +485,46 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 		}
 		// Any other command: the deferred writes go out first (it may read them), with its
 		// savepoint, and a redemption's debit and first lots (queueRedeemReads) in the same
-		// round trip. A redemption's own writes are deferred in turn; any other command's go
-		// out with the next savepoint.
+		// round trip, with those of the redemptions of other members right after it, each
+		// under its own savepoint (redemptionRun). A redemption's own writes are deferred in
+		// turn; any other command's go out with the next savepoint.
 		p.out, p.err, p.taken = settlement.Outcome{}, nil, false
-		deferred.queueBulk() // before the savepoint: a refusal of command i must not undo them
-		if established != i {
-			deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
-		}
-		var reads pgx.Batch
 		redemption := p.cmd.Op == settlement.OpRedeem
-		if redemption {
-			stamps[i].redeemReads = queueRedeemReads(&reads, p.cmd, p.now)
-		}
-		if deferred.pending() || reads.Len() > 0 {
-			if _, err := deferred.sendWith(ctx, tx, &reads); err != nil {
-				return err
+		if i >= readAhead {
+			deferred.queueBulk() // before the savepoint: a refusal of command i must not undo them
+			if established != i {
+				deferred.exec("savepoint", -1, "SAVEPOINT "+savepoint(i))
 			}
-			deferred = writes{}
+			var reads pgx.Batch
+			readAhead = i + 1
+			if redemption {
+				stamps[i].redeemReads = queueRedeemReads(&reads, p.cmd, p.now)
+				for end := redemptionRun(ps, i); readAhead < end; readAhead++ {
+					k := readAhead
+					reads.Queue("SAVEPOINT " + savepoint(k))
+					stamps[k].redeemReads = queueRedeemReads(&reads, ps[k].cmd, ps[k].now)
+				}
+			}
+			if deferred.pending() || reads.Len() > 0 {
+				if _, err := deferred.sendWith(ctx, tx, &reads); err != nil {
+					return err
+				}
+				deferred = writes{}
+			}
+			established = readAhead - 1
 		}
-		established = i
+		if redemption && !stamps[i].redeemReads.debited && readAhead > i+1 {
+			// Read ahead, but its debit failed: debitAvailable finds out why and may release
+			// expired holds first, writes that must come under this redemption's savepoint,
+			// the newest. Undo the debits read ahead after it; those redemptions read again.
+			var b pgx.Batch
+			b.Queue("ROLLBACK TO SAVEPOINT " + savepoint(i+1))
+			b.Queue("RELEASE SAVEPOINT " + savepoint(i+1))
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				return fmt.Errorf("undo read-ahead debits: %w", err)
+			}
+			readAhead, established = i+1, i
+		}
 		w := writes{stamp: stamps[i], then: []string{"SAVEPOINT " + savepoint(i+1)}}
 		if redemption {
 			// Sent before the next command's reads, or COMMIT: a key stored meanwhile by a
@@ -510,7 +534,7 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 		out, err := s.applyStamped(ctx, tx, &w, p.cmd, p.fp, p.now)
 		switch {
 		case err == nil && redemption:
-			p.out = out // savepoint i stays the newest
+			p.out = out // its savepoint stays (the newest, unless later ones were read ahead)
 			continue
 		case err == nil:
 			p.out = out
@@ -534,16 +558,41 @@ func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []
 				return nil
 			})
 		}
-		b.Queue("SAVEPOINT " + savepoint(i+1))
+		if !deferred.pending() {
+			b.Queue("SAVEPOINT " + savepoint(i+1))
+		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("roll back refused command: %w", err)
 		}
-		established = i + 1
+		if deferred.pending() {
+			// The writes of the redemptions read ahead with this one, before it: their debits
+			// came before its savepoint and stay. They go before the next savepoint, which a
+			// later refusal may roll back to.
+			deferred.then = []string{"SAVEPOINT " + savepoint(i+1)}
+			if _, err := deferred.send(ctx, tx); err != nil {
+				return err
+			}
+			deferred = writes{}
+		}
+		// The debits read ahead after this command were rolled back too: read them again.
+		readAhead, established = i+1, i+1
 		if p.err != nil && inserted != 1 {
 			p.err, p.taken = nil, true // a concurrent request stored the key first: its record wins
 		}
 	}
 	return flushDeferred(ctx, tx, &deferred, last)
+}
+
+// redemptionRun returns the end of the run of redemptions that starts at ps[i]: they have
+// distinct members, so each one's debit and lots can be read before the earlier ones write
+// (their lots are the earlier ones' too otherwise).
+func redemptionRun(ps []*pending, i int) int {
+	members := map[string]bool{}
+	j := i
+	for ; j < len(ps) && ps[j].cmd.Op == settlement.OpRedeem && !members[ps[j].cmd.MemberID]; j++ {
+		members[ps[j].cmd.MemberID] = true
+	}
+	return j
 }
 
 // plainAwardsFirst orders a batch for batchTx: its plain awards (fastAward) first, then the

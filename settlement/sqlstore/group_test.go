@@ -462,3 +462,71 @@ func TestGroupCommitAppliesPlainAwardsFirst(t *testing.T) {
 	e.wantBalance(t, "P-1", 6, 0)
 	e.verify(t)
 }
+
+// Redemptions of distinct members in a row have their debits and first lots read in one round
+// trip, each under its own savepoint (redemptionRun). A refusal among them, before or after
+// its debit, and a debit that needs an expired hold released first, each touch that
+// redemption alone: the debits read ahead after it are read again, and the writes of those
+// before it stay.
+func TestGroupCommitRedemptionRunReadAhead(t *testing.T) {
+	var log batchLog
+	e := newEnv(t, envConfig{groupCommit: log.config(1), lotLifetime: 10 * day})
+	e.must(t, award(acme, "X-4", "seed-4", 100))
+	e.clock.Advance(11 * day) // X-4's only lot has expired; its posted balance still counts it
+	for _, m := range []string{"X-1", "X-3", "X-6", "X-7"} {
+		e.must(t, award(acme, m, "seed-"+m, 100))
+	}
+	e.must(t, award(acme, "X-2", "seed-2", 10))
+	e.must(t, award(acme, "X-5", "seed-5", 10))
+	e.must(t, award(acme, "X-8", "seed-8", 10))
+	h := e.must(t, authorize(bean, "X-3", "hold-3", 100))
+	e.clock.Advance(settlement.DefaultHoldTTL)
+	log.snapshot()
+
+	cmds := []settlement.Command{
+		redeem(bean, "X-1", "x-1", 40), // 0: ok
+		redeem(bean, "X-2", "x-2", 50), // 1: INSUFFICIENT_POINTS: its debit fails
+		redeem(fuel, "X-8", "x-8", 20), // 2: INSUFFICIENT_POINTS too, once the writes of 0 went out
+		redeem(fuel, "X-3", "x-3", 60), // 3: ok once its expired hold is released
+		redeem(bean, "X-4", "x-4", 50), // 4: debited, then INSUFFICIENT_POINTS: its lot expired
+		redeem(fuel, "X-5", "x-5", 30), // 5: INSUFFICIENT_POINTS
+		redeem(bean, "X-6", "x-6", 30), // 6: ok
+		redeem(fuel, "X-7", "x-7", 70), // 7: ok
+	}
+	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
+	if sizes, splits := log.snapshot(); splits != 0 || len(sizes) != 1 || sizes[0] != len(cmds) {
+		t.Fatalf("batches %v, %d split; want one batch of %d, not split", sizes, splits, len(cmds))
+	}
+	for _, i := range []int{0, 3, 6, 7} {
+		if errs[i] != nil {
+			t.Fatalf("command %d: %v", i, errs[i])
+		}
+	}
+	for _, i := range []int{1, 2, 4, 5} {
+		if !errors.Is(errs[i], settlement.ErrInsufficientPoints) {
+			t.Errorf("command %d: got %v, want INSUFFICIENT_POINTS", i, errs[i])
+		}
+	}
+	wantOutcomeBalance(t, outs[0], 60, 0)
+	wantOutcomeBalance(t, outs[3], 40, 0)
+	wantOutcomeBalance(t, outs[6], 70, 0)
+	wantOutcomeBalance(t, outs[7], 30, 0)
+	for m, posted := range map[string]int64{"X-1": 60, "X-2": 10, "X-3": 40, "X-4": 100, "X-5": 10, "X-6": 70, "X-7": 30, "X-8": 10} {
+		e.wantBalance(t, m, posted, 0)
+	}
+	if status, _ := e.holdStatus(t, h.Hold.ID); status != settlement.HoldExpired {
+		t.Errorf("hold: got %s, want expired", status)
+	}
+	for _, i := range []int{0, 3, 6, 7} {
+		if got := e.lineage(t, outs[i].Transaction.ID); len(got) != 1 || got[0].Points != cmds[i].Points {
+			t.Errorf("lineage of command %d: %+v, want one lot of %d points", i, got, cmds[i].Points)
+		}
+	}
+	for i, c := range cmds {
+		out, err := e.apply(t, c)
+		if !isReplayed(err) && (err != nil || !out.Replayed || out.Transaction.ID != outs[i].Transaction.ID) {
+			t.Errorf("retry of %s: (%+v, %v), want a replay", c.IdempotencyKey, out, err)
+		}
+	}
+	e.verify(t)
+}

@@ -49,6 +49,12 @@ func TestAwardRoundTrips(t *testing.T) {
 	redeemBatch := func(prefix string) int64 {
 		return applyBatch(prefix, 4, func(_ int, key string) settlement.Command { return redeem(fuel, "RT-1", key, 1) })
 	}
+	// spreadBatch redeems from 4 members, who got points from batch.
+	spreadBatch := func(prefix string) int64 {
+		return applyBatch(prefix, 4, func(i int, key string) settlement.Command {
+			return redeem(fuel, "RT-B"+string(rune('a'+i)), key, 1)
+		})
+	}
 	// mixedBatch interleaves 3 awards and 3 redemptions.
 	mixedBatch := func(prefix string) int64 {
 		return applyBatch(prefix, 6, func(i int, key string) settlement.Command {
@@ -74,6 +80,7 @@ func TestAwardRoundTrips(t *testing.T) {
 	redeemAlone("rt-warm-r")
 	redeemBatch("rt-warm-rb-")
 	mixedBatch("rt-warm-mb-")
+	spreadBatch("rt-warm-sb-")
 	alone("rt-warm-3")
 
 	steps := []struct {
@@ -100,6 +107,9 @@ func TestAwardRoundTrips(t *testing.T) {
 		// redemption's reads (the first with the awards' rows); COMMIT. In arrival order it
 		// took 8: a credit per award.
 		{"batch of 3 awards and 3 redemptions, interleaved", func() int64 { return mixedBatch("rt-mb1-") }, 1 + 1 + 3 + 1},
+		// BEGIN; the debits and first lots of all 4 (distinct members), each under its own
+		// savepoint; their writes with COMMIT. One by one it took 6.
+		{"batch of 4 redemptions of 4 members", func() int64 { return spreadBatch("rt-sb1-") }, 1 + 1 + 1},
 	}
 	for _, st := range steps {
 		if got := st.run(); got != st.want {
