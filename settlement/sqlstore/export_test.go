@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/coalitionexchange/coalition/settlement"
 )
 
@@ -22,6 +24,24 @@ func ApplyBatch(s *Store, cmds []settlement.Command, now time.Time) ([]settlemen
 		outs[i], errs[i] = p.out, p.err
 	}
 	return outs, errs
+}
+
+// ApplyPerStatement applies cmd alone on the per-statement path (effect, then storeKey: each
+// row its own INSERT), the one campaign awards take, not the plain awards' bulk statement
+// (awardBulkSQL): the reference that statement's rows are compared with.
+func ApplyPerStatement(s *Store, cmd settlement.Command, now time.Time) (settlement.Outcome, error) {
+	now = now.Truncate(time.Microsecond)
+	var out settlement.Outcome
+	err := s.runner.Run(context.Background(), func(ctx context.Context, tx pgx.Tx) error {
+		st, err := readStamp(ctx, tx, cmd.PartnerID, now)
+		if err != nil {
+			return err
+		}
+		w := writes{stamp: st} // no Pipeline.Last: applyStamped cannot take plainAward
+		out, err = s.applyStamped(ctx, tx, &w, cmd, settlement.Fingerprint(cmd), now)
+		return err
+	})
+	return out, err
 }
 
 // PeriodData reads a period's aggregates as a settlement run does: from the rollups and the

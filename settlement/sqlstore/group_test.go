@@ -201,8 +201,9 @@ func isReplayed(err error) bool {
 	return errors.As(err, &r)
 }
 
-// Plain awards of a batch are written with multi-row statements: the rows must be the ones a
-// lone award writes — transaction (with metadata), entries, lot, outbox events for subscribed
+// Plain awards (of a batch, or alone) are written with one statement of multi-row INSERTs
+// (awardBulkSQL): the rows must be the ones the per-statement path writes (as for an award
+// with a campaign) — transaction (with metadata), entries, lot, outbox events for subscribed
 // partners, and a key record that replays the same outcome.
 func TestGroupCommitBulkAwardsWriteWhatSinglesWrite(t *testing.T) {
 	e := newEnv(t, envConfig{groupCommit: (&batchLog{}).config(1)})
@@ -219,7 +220,9 @@ func TestGroupCommitBulkAwardsWriteWhatSinglesWrite(t *testing.T) {
 	}
 	single := award(acme, "B-1", "b-single", 30)
 	single.Metadata = map[string]string{"store": "17"}
-	e.must(t, single)
+	if _, err := sqlstore.ApplyPerStatement(e.store, single, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
 	cmds := []settlement.Command{award(acme, "B-2", "b-1", 30), award(bean, "B-3", "b-2", 40), award(city, "B-2", "b-3", 5)}
 	cmds[0].Metadata = map[string]string{"store": "17"}
 	outs, errs := sqlstore.ApplyBatch(e.store, cmds, e.clock.Now())
@@ -233,10 +236,15 @@ func TestGroupCommitBulkAwardsWriteWhatSinglesWrite(t *testing.T) {
 	}
 	row := func(key string) string {
 		var s string
-		if err := e.pool.QueryRow(ctx, `SELECT concat_ws('|', t.kind, t.points, t.reference, t.metadata::TEXT, t.period, t.price_version,
-				(SELECT string_agg(x.account || ':' || x.amount, ',' ORDER BY x.seq) FROM entries x WHERE x.txn_id = t.id),
-				(SELECT concat_ws(',', l.points, l.remaining, l.issuer, l.expires_at - l.created_at) FROM lots l WHERE l.id = t.id),
-				(SELECT count(*) FROM outbox_events o WHERE o.txn_id = t.id AND o.partner_id = 'city-fuel'))
+		if err := e.pool.QueryRow(ctx, `SELECT concat_ws('|', t.partner_id, t.member_id, t.kind, t.points, t.reference, t.metadata::TEXT,
+				t.occurred_at = t.created_at, t.period, t.price_version, t.epoch, t.reversed_points,
+				(SELECT string_agg(concat_ws(',', x.account, x.amount, x.period, x.created_at = t.created_at), ';' ORDER BY x.seq) FROM entries x WHERE x.txn_id = t.id),
+				(SELECT concat_ws(',', l.member_id, l.partner_id, l.points, l.remaining, l.issuer, l.price_version, l.reversed, l.expired,
+					l.expiry_notified_at IS NULL, l.expires_at - l.created_at, l.created_at = t.created_at) FROM lots l WHERE l.id = t.id),
+				(SELECT string_agg(concat_ws(',', o.partner_id, o.event_type, o.member_id, o.points, o.at_partner_id, o.state, o.attempts,
+					o.next_attempt_at = t.created_at, o.created_at = t.created_at), ';') FROM outbox_events o WHERE o.txn_id = t.id),
+				(SELECT concat_ws(',', k.op, k.error_reason IS NULL, k.outcome->'transaction'->>'id' = t.id::TEXT, k.created_at = t.created_at)
+					FROM idempotency_keys k WHERE k.partner_id = t.partner_id AND k.key = t.idempotency_key))
 			FROM transactions t WHERE t.idempotency_key = $1`, key).Scan(&s); err != nil {
 			t.Fatalf("row of %s: %v", key, err)
 		}
