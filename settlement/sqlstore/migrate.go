@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/coalitionexchange/coalition/settlement"
 )
 
 //go:embed migrations/*.sql
@@ -78,8 +80,25 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int, er
 	if err != nil {
 		return 0, err
 	}
+	// The versions already applied, read once: a restart of an up-to-date gateway runs no
+	// transaction per migration. Each pending one still checks again in its own transaction.
+	done := map[int64]bool{}
+	rows, err := pool.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return 0, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	for _, v := range versions {
+		done[v] = true
+	}
 	applied := 0
 	for _, m := range migrations {
+		if done[m.Version] {
+			continue
+		}
 		did, err := applyMigration(ctx, runner, m)
 		if err != nil {
 			return applied, fmt.Errorf("migration %s: %w", m.Name, err)
@@ -96,10 +115,24 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int, er
 // migrator committed the migration, so the second attempt already sees it applied.
 const concurrentDDLAttempts = 3
 
+// ambiguousMigrationAttempts bounds the attempts after a COMMIT whose outcome was unknown.
+const ambiguousMigrationAttempts = 10
+
 // applyMigration applies m unless schema_migrations has it, and reports whether it did.
 func applyMigration(ctx context.Context, runner *Runner, m Migration) (bool, error) {
+	ambiguous := 0
 	for attempt := 1; ; attempt++ {
 		did, err := applyMigrationOnce(ctx, runner, m)
+		if errors.Is(err, settlement.ErrAmbiguousCommit) && ambiguous < ambiguousMigrationAttempts {
+			// COMMIT's outcome is unknown (a connection cut): schema_migrations, read again
+			// in the next attempt, tells whether the migration is in.
+			ambiguous++
+			attempt--
+			continue
+		}
+		if err == nil && !did && ambiguous > 0 {
+			did = true // found applied after our own unknown commit: most likely ours
+		}
 		// Our DDL lost a race with another migrator's identical DDL: look again. A genuine
 		// failure (say a unique index on duplicate rows) fails again and is returned.
 		if !isConcurrentDDL(err) || attempt == concurrentDDLAttempts {
