@@ -57,13 +57,24 @@ echo "bench: PostgreSQL $pgversion ($settings); gateway $addr"
 echo "bench: pgbench -i -s $SCALE ..."
 pgbench -i -s "$SCALE" -q "$pgurl" >"$work/pgbench-init.out" 2>&1
 
+# settle: a CHECKPOINT before each measurement, so none starts with the dirty buffers and the
+# WAL of the one before it (pgbench -i alone writes about 1M rows): without it, a checkpoint
+# ran during the later gateway workloads, and their throughput fell from one 5-second interval
+# to the next.
+settle() { psql "$url" -qc 'CHECKPOINT'; }
+# checkpoints: checkpoints the server has started (timed and requested), ours included.
+checkpoints() { psql "$url" -tAc 'SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter'; }
+
 # quantile FILE Q: the Q quantile of the sorted numbers in FILE (nearest rank).
 quantile() { awk -v q="$2" '{v[NR]=$1} END {if (NR == 0) {print "nan"; exit} r=int(q*NR); if (r < q*NR) r++; if (r < 1) r=1; print v[r]}' "$1"; }
 
+CKS=""
 declare -A PG_TPS PG_P50 PG_P99
 for c in $CLIENTS; do
 	j=$((c < 2 ? c : 2))
 	echo "bench: pgbench -N -M prepared -c $c -j $j -T $DURATION ..."
+	settle
+	ck=$(checkpoints)
 	(cd "$work" && pgbench -N -M prepared -c "$c" -j "$j" -T "$DURATION" --max-tries=20 -l --log-prefix="pgb$c" "$pgurl" >"pgbench-$c.out" 2>&1)
 	PG_TPS[$c]=$(grep -oP '^tps = \K[0-9.]+' "$work/pgbench-$c.out" | head -1)
 	# Per-transaction log: client txn latency_us script epoch epoch_us [...]; failed ones say "failed".
@@ -71,7 +82,9 @@ for c in $CLIENTS; do
 	PG_P50[$c]=$(quantile "$work/lat-$c" 0.50)
 	PG_P99[$c]=$(quantile "$work/lat-$c" 0.99)
 	grep -E '^(number of (transactions actually processed|failed|transactions retried)|latency average)' "$work/pgbench-$c.out" | sed 's/^/    /'
-	printf '    tps %s  p50 %.3f ms  p99 %.3f ms\n' "${PG_TPS[$c]}" "${PG_P50[$c]}" "${PG_P99[$c]}"
+	n=$(($(checkpoints) - ck))
+	CKS+="${CKS:+, }pgbench $c: $n"
+	printf '    tps %s  p50 %.3f ms  p99 %.3f ms  (checkpoints during it: %d)\n' "${PG_TPS[$c]}" "${PG_P50[$c]}" "${PG_P99[$c]}" "$n"
 done
 
 declare -A GW
@@ -81,9 +94,14 @@ runs+=("spread:$MAXC" "hot-partner:$MAXC" "replay:$MAXC")
 for r in "${runs[@]}"; do
 	wl=${r%%:*} c=${r##*:}
 	echo "bench: coalition bench --workload $wl --concurrency $c --duration ${DURATION}s --warmup $WARMUP ..."
+	settle
+	ck=$(checkpoints)
 	"$BIN" bench --addr "$addr" --certs-dir "$certs" --workload "$wl" --concurrency "$c" --duration "${DURATION}s" \
 		--warmup "$WARMUP" --progress 5s --json "$work/$wl-$c.json" | tee "$work/$wl-$c.out" | sed 's/^/    /'
 	GW[$r]=$(grep '^summary ' "$work/$wl-$c.out")
+	n=$(($(checkpoints) - ck))
+	CKS+=", $wl $c: $n"
+	echo "    checkpoints during it: $n"
 done
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"${GW[$1]}"; }
 
@@ -129,6 +147,7 @@ section="$work/section.md"
 	echo "- **Database:** PostgreSQL $pgversion started by \`coalition dev --ephemeral\`: $settings."
 	echo "- **Baseline:** \`pgbench -i -s $SCALE\`, then \`pgbench -N -M prepared -c C -j min(C,2) -T $DURATION --max-tries=20 -l\` on the same server; p50/p99 from its per-transaction log."
 	echo "- **Gateway:** \`coalition bench --workload W --concurrency C --duration ${DURATION}s --warmup $WARMUP\` over mTLS gRPC; latencies of successful calls, measured by the client."
+	echo "- **Each measurement** starts after a \`CHECKPOINT\`, so none pays for the writes of the one before; checkpoints during each: $CKS."
 	echo
 	echo "$table"
 	echo
