@@ -40,8 +40,9 @@ const (
 )
 
 // GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
-// transaction, in the order they arrived, each under its own savepoint (a run of plain awards
-// under one, see fastAwards) with its own idempotency record and outcome. They share the
+// transaction, its plain awards first and then the other commands, each in the order they
+// arrived (plainAwardsFirst), each under its own savepoint (the plain awards under one, see
+// fastAwards) with its own idempotency record and outcome. They share the
 // transaction's BEGIN, its settlement-period read and its COMMIT — one durable WAL flush
 // instead of one per command — and their idempotency keys are looked up in one query.
 //
@@ -437,8 +438,8 @@ func isSerializationFailure(err error) bool {
 // back to command i's savepoint also discards the later ones.
 func savepoint(i int) string { return "group_cmd_" + strconv.Itoa(i) }
 
-// batchTx is one attempt at a batch, whose stamps were read (queueStamps): each command under
-// its own savepoint. It sets each pending's out/err (or taken); a returned error means the
+// batchTx is one attempt at a batch, whose stamps were read (queueStamps): its plain awards
+// first (plainAwardsFirst), each command under its own savepoint. It sets each pending's out/err (or taken); a returned error means the
 // whole transaction must not commit. The last writes go out with COMMIT (last) when they can.
 func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []*stamp, last *pgx.Batch) error {
 	// A batch of one needs no savepoint: a refusal rolls the transaction back, and the command
