@@ -185,7 +185,7 @@ func isConcurrentDDL(err error) bool {
 		return false
 	}
 	switch s.SQLState() {
-	case "23505", "42P07", "42710":
+	case sqlstateUniqueViolation, "42P07", "42710":
 		return true
 	default:
 		return false

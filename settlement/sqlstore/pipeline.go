@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -73,8 +72,8 @@ func (r *Runner) oncePipelined(ctx context.Context, prepare func(p *Pipeline), f
 		tx.abort()
 		return retryable(err)
 	}
-	injected := r.cfg.InjectFailureRate > 0 && rand.Float64() < r.cfg.InjectFailureRate
-	if injected && rand.IntN(8) < 7 {
+	failBefore, failAfter := r.inject()
+	if failBefore != nil {
 		// As in once: fail the attempt before COMMIT. The last statements still run, so the
 		// attempt exercises them.
 		var lastErr error
@@ -85,16 +84,13 @@ func (r *Runner) oncePipelined(ctx context.Context, prepare func(p *Pipeline), f
 		if lastErr != nil {
 			return retryable(lastErr)
 		}
-		if rand.IntN(7) < 6 {
-			return &retryError{err: errors.New("injected serialization failure (InjectFailureRate test hook)")}
-		}
-		return fmt.Errorf("%w: injected after rollback (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
+		return failBefore
 	}
 	if err := tx.commit(ctx, &p.Last); err != nil {
 		return err
 	}
-	if injected {
-		return fmt.Errorf("%w: injected after commit (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
+	if failAfter {
+		return errInjectedAfterCommit
 	}
 	return nil
 }

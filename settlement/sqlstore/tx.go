@@ -131,13 +131,10 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 		rollback(tx)
 		return retryable(err)
 	}
-	injected := r.cfg.InjectFailureRate > 0 && rand.Float64() < r.cfg.InjectFailureRate
-	if injected && rand.IntN(8) < 7 {
+	failBefore, failAfter := r.inject()
+	if failBefore != nil {
 		rollback(tx)
-		if rand.IntN(7) < 6 {
-			return &retryError{err: errors.New("injected serialization failure (InjectFailureRate test hook)")}
-		}
-		return fmt.Errorf("%w: injected after rollback (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
+		return failBefore
 	}
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
@@ -152,11 +149,31 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 		}
 		return fmt.Errorf("%w: commit: %v", settlement.ErrAmbiguousCommit, err)
 	}
-	if injected {
-		return fmt.Errorf("%w: injected after commit (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
+	if failAfter {
+		return errInjectedAfterCommit
 	}
 	return nil
 }
+
+// inject draws InjectFailureRate's fate for one attempt (see RunnerConfig): failBefore is the
+// error to fail it with before COMMIT, or failAfter asks for errInjectedAfterCommit once the
+// attempt has really committed; neither when the attempt is spared.
+func (r *Runner) inject() (failBefore error, failAfter bool) {
+	if r.cfg.InjectFailureRate <= 0 || rand.Float64() >= r.cfg.InjectFailureRate {
+		return nil, false
+	}
+	if rand.IntN(8) == 7 {
+		return nil, true
+	}
+	if rand.IntN(7) < 6 {
+		return &retryError{err: errors.New("injected serialization failure (InjectFailureRate test hook)")}, false
+	}
+	return fmt.Errorf("%w: injected after rollback (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit), false
+}
+
+// errInjectedAfterCommit is the unknown outcome InjectFailureRate reports for an attempt that
+// committed.
+var errInjectedAfterCommit = fmt.Errorf("%w: injected after commit (InjectFailureRate test hook)", settlement.ErrAmbiguousCommit)
 
 func rollback(tx pgx.Tx) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
