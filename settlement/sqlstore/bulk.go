@@ -59,9 +59,9 @@ func (b *awardBulk) add(st *stamp, cmd settlement.Command, fp []byte, t settleme
 }
 
 // queue queues the rows on w as one statement: a multi-row INSERT per table (unnest of arrays),
-// each a data-modifying CTE, PostgreSQL then plans and starts one statement for a whole batch
-// instead of five (or, for one award, six: a statement costs about 25 µs of server time here
-// however few rows it writes). Every INSERT is without ON CONFLICT, so it writes all its rows
+// each a data-modifying CTE. PostgreSQL then plans and starts one statement for a whole batch
+// instead of five (six for a lone award); the rows and their index entries cost the same
+// either way (docs/BENCHMARKS.md, fifth session). Every INSERT is without ON CONFLICT, so it writes all its rows
 // or fails the statement: a key stored meanwhile by a concurrent request fails the
 // transaction, whose commands then run again one by one (a batch's) or replay (a lone
 // award's, isKeyConflict). The statement enforces its count itself, so w can go out with

@@ -26,8 +26,8 @@ const (
 	// more committers keep more of a cluster busy.
 	defaultCommittersPostgreSQL = 1
 	defaultCommittersCockroach  = 4
-	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch other than a run of plain
-	// awards (which shares one) runs under its own savepoint, and PostgreSQL caches at most 64
+	// MaxGroupCommitBatch bounds MaxBatch: every command of a batch other than its plain
+	// awards (which share one) runs under its own savepoint, and PostgreSQL caches at most 64
 	// subtransactions per backend before every snapshot in the server gets slower (a command
 	// refused after writing uses two).
 	MaxGroupCommitBatch = 32
@@ -42,9 +42,9 @@ const (
 // GroupCommitConfig configures group commit: concurrent Apply calls are applied in one database
 // transaction, its plain awards first and then the other commands, each in the order they
 // arrived (plainAwardsFirst), each under its own savepoint (the plain awards under one, see
-// fastAwards) with its own idempotency record and outcome. They share the
-// transaction's BEGIN, its settlement-period read and its COMMIT — one durable WAL flush
-// instead of one per command — and their idempotency keys are looked up in one query.
+// fastAwards) with its own idempotency record and outcome. They share the transaction's BEGIN,
+// its settlement-period read and its COMMIT — one durable WAL flush instead of one per
+// command — and their idempotency keys are looked up in one query.
 //
 // A command refused for a business reason (insufficient points, a limit…) is rolled back to its
 // savepoint and its refusal recorded; the others commit. If the batch transaction itself fails
@@ -439,8 +439,9 @@ func isSerializationFailure(err error) bool {
 func savepoint(i int) string { return "group_cmd_" + strconv.Itoa(i) }
 
 // batchTx is one attempt at a batch, whose stamps were read (queueStamps): its plain awards
-// first (plainAwardsFirst), each command under its own savepoint. It sets each pending's out/err (or taken); a returned error means the
-// whole transaction must not commit. The last writes go out with COMMIT (last) when they can.
+// first (plainAwardsFirst), each command under its own savepoint. It sets each pending's
+// out/err (or taken); a returned error means the whole transaction must not commit. The last
+// writes go out with COMMIT (last) when they can.
 func (s *Store) batchTx(ctx context.Context, tx pgx.Tx, ps []*pending, stamps []*stamp, last *pgx.Batch) error {
 	// A batch of one needs no savepoint: a refusal rolls the transaction back, and the command
 	// is applied again alone (applyFresh records the refusal).
@@ -814,8 +815,8 @@ func fastAward(cmd settlement.Command, st *stamp) bool {
 
 // queueStamps queues on b the read of one settlement_state shard FOR SHARE (see readStamp) and
 // each command's partner price version at its time, with the awards' limits and campaigns
-// (readAwardTerms, read ahead for all of them in two statements), and the first savepoint. The returned function gives the
-// stamps, indexed like ps, once b has run. The batch's awards take exposure allowance from
+// (readAwardTerms, read ahead for all of them in two statements), and the first savepoint.
+// The returned function gives the stamps, indexed like ps, once b has run. The batch's awards take exposure allowance from
 // exposureShard first (its committer's own), so concurrent batches do not update the same
 // shard.
 func queueStamps(b *pgx.Batch, ps []*pending, exposureShard int, savepoint0 bool) func() ([]*stamp, error) {

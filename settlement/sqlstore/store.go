@@ -97,7 +97,7 @@ func New(cfg Config) (*Store, error) {
 			w, maxSettleParallelWorkers, SettleParallelWorkersDatabase)
 	}
 	if d := cfg.SettleDutyCycle; d < 0 || d > 1 || d != d {
-		return nil, fmt.Errorf("sqlstore: settlement duty cycle %v: want a fraction in (0, 1]", d)
+		return nil, fmt.Errorf("sqlstore: settlement duty cycle %v: want a fraction in [0, 1] (0: full speed)", d)
 	}
 	if cfg.SettleDutyCycle == 0 {
 		cfg.SettleDutyCycle = 1
