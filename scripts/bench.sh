@@ -5,8 +5,12 @@
 # and full_page_writes on, SERIALIZABLE by default), runs `pgbench -N` (update a balance, insert a
 # history row: the database's own ceiling for one ledger write) against that same server, then
 # `coalition bench` against the gateway at the same client counts, and prints one table with
-# both and their ratio. Writes the section "Gateway vs pgbench" of docs/BENCHMARKS.md (other
-# sections of that file are kept).
+# both and their ratio. During each measurement it reads from /proc the CPU time of the database
+# (every PostgreSQL process), the gateway and the load generator, and prints it per operation with
+# the most operations per second the machine's CPUs allow at that cost: the bound a 2-core machine
+# puts on the throughput goal, measured in the same run. A replay at 1 client (mTLS gRPC and one
+# key lookup) is measured as the gateway's 1-client floor. Writes the section "Gateway vs pgbench"
+# of docs/BENCHMARKS.md (other sections of that file are kept).
 #
 # Settings (environment): BIN (bin/coalition), BENCH_DURATION seconds per measurement (15),
 # BENCH_WARMUP (3s), BENCH_CLIENTS ("1 32"), BENCH_SCALE pgbench scale (10), BENCH_DOC
@@ -65,16 +69,92 @@ settle() { psql "$url" -qc 'CHECKPOINT'; }
 # checkpoints: checkpoints the server has started (timed and requested), ours included.
 checkpoints() { psql "$url" -tAc 'SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter'; }
 
+# CPU accounting, over the middle of each measurement (after its warmup, before its end), so a
+# skeptic can see where the time of one operation goes and what the machine allows at most.
+# cpu_snap prints "pid ppid comm ticks" for every process, then "machine busy idle" in ticks.
+cpu_snap() {
+	local s l r
+	for s in /proc/[0-9]*/stat; do
+		read -r l <"$s" 2>/dev/null || continue
+		r=${l##*) }
+		l=${l#*(}
+		l=${l%%)*}
+		# shellcheck disable=SC2086
+		set -- $r
+		echo "${s//[!0-9]/} $2 ${l// /_} $((${12} + ${13}))"
+	done
+	awk '/^cpu / {print "machine", $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat
+}
+# cpu_sample START LENGTH OUT: in the background, snapshots START seconds from now and LENGTH
+# seconds later; OUT gets "database gateway client busy idle seconds" (ticks, and the window
+# in seconds). database: the PostgreSQL processes (children of coalition dev); gateway:
+# coalition dev itself; client: pgbench or coalition bench started by this script.
+cpu_sample() {
+	(
+		sleep "$1"
+		cpu_snap >"$3.a"
+		t0=$(date +%s.%N)
+		sleep "$2"
+		cpu_snap >"$3.b"
+		t1=$(date +%s.%N)
+		awk -v dev="$dev" -v me="$$" -v secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" '
+			FNR == NR { if ($1 == "machine") { b0 = $2; i0 = $3 } else t0[$1] = $4; next }
+			$1 == "machine" { b1 = $2; i1 = $3; next }
+			{ pp[$1] = $2; comm[$1] = $3; t1[$1] = $4 }
+			function under(p, anc,   n) { for (n = 0; p != "" && p > 1 && n < 64; n++) { if (p == anc) return 1; p = pp[p] } return 0 }
+			END {
+				for (p in t1) {
+					if (!(p in t0)) continue
+					d = t1[p] - t0[p]
+					if (p == dev) gw += d
+					else if (under(p, dev)) db += d
+					else if (under(p, me) && (comm[p] == "pgbench" || comm[p] ~ /^coalition/)) cl += d
+				}
+				printf "%d %d %d %d %d %s\n", db, gw, cl, b1 - b0, i1 - i0, secs
+			}' "$3.a" "$3.b" >"$3"
+	) &
+}
+TICK=$(getconf CLK_TCK)
+# The sampling window: from 1 s after the warmup to 1 s before the end.
+case $WARMUP in
+*ms) WARM_S=1 ;;
+*s) WARM_S=$((${WARMUP%s} + 1)) ;;
+*) WARM_S=1 ;;
+esac
+SPAN=$((DURATION > 3 ? DURATION - 2 : 1))
+NCPU=$(nproc)
+# cpu_report FILE OPS_PER_S: "D G C T B N": CPU µs per operation of the database, the gateway,
+# the client and their total; the machine's busy percentage; and the ceiling N ops/s that NCPU
+# CPUs allow at T µs per operation, 100% busy.
+cpu_report() {
+	read -r db gw cl busy idle secs <"$1"
+	awk -v db="$db" -v gw="$gw" -v cl="$cl" -v busy="$busy" -v idle="$idle" -v secs="$secs" -v rate="$2" -v tick="$TICK" -v ncpu="$NCPU" '
+		BEGIN {
+			ops = rate * secs; us = 1e6 / tick / ops
+			t = (db + gw + cl) * us
+			printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", db * us, gw * us, cl * us, t, 100 * busy / (busy + idle), ncpu * 1e6 / t
+		}'
+}
+
 # quantile FILE Q: the Q quantile of the sorted numbers in FILE (nearest rank).
 quantile() { awk -v q="$2" '{v[NR]=$1} END {if (NR == 0) {print "nan"; exit} r=int(q*NR); if (r < q*NR) r++; if (r < 1) r=1; print v[r]}' "$1"; }
 
+# cpu_line REPORT WHAT: prints a cpu_report.
+cpu_line() {
+	read -r db gw cl t busy ceil <<<"$1"
+	printf '    CPU per %s: database %s µs, gateway %s µs, client %s µs; total %s µs (machine %s%% busy): %s CPUs allow at most %s/s\n' \
+		"$2" "$db" "$gw" "$cl" "$t" "$busy" "$NCPU" "$ceil"
+}
+
 CKS=""
-declare -A PG_TPS PG_P50 PG_P99
+declare -A PG_TPS PG_P50 PG_P99 CPU
 for c in $CLIENTS; do
 	j=$((c < 2 ? c : 2))
 	echo "bench: pgbench -N -M prepared -c $c -j $j -T $DURATION ..."
 	settle
 	ck=$(checkpoints)
+	cpu_sample 1 "$SPAN" "$work/cpu-pgbench-$c"
+	sampler=$!
 	(cd "$work" && pgbench -N -M prepared -c "$c" -j "$j" -T "$DURATION" --max-tries=20 -l --log-prefix="pgb$c" "$pgurl" >"pgbench-$c.out" 2>&1)
 	PG_TPS[$c]=$(grep -oP '^tps = \K[0-9.]+' "$work/pgbench-$c.out" | head -1)
 	# Per-transaction log: client txn latency_us script epoch epoch_us [...]; failed ones say "failed".
@@ -85,23 +165,34 @@ for c in $CLIENTS; do
 	n=$(($(checkpoints) - ck))
 	CKS+="${CKS:+, }pgbench $c: $n"
 	printf '    tps %s  p50 %.3f ms  p99 %.3f ms  (checkpoints during it: %d)\n' "${PG_TPS[$c]}" "${PG_P50[$c]}" "${PG_P99[$c]}" "$n"
+	wait "$sampler"
+	CPU["pgbench:$c"]=$(cpu_report "$work/cpu-pgbench-$c" "${PG_TPS[$c]}")
+	cpu_line "${CPU["pgbench:$c"]}" transaction
 done
 
 declare -A GW
 runs=()
 for c in $CLIENTS; do runs+=("award:$c"); done
 runs+=("spread:$MAXC" "hot-partner:$MAXC" "replay:$MAXC")
+# A replay at 1 client is the gateway's floor at 1 client: mTLS gRPC, one key lookup, no
+# transaction. The 1-client award goal is measured against it as well.
+[[ " $CLIENTS " == *" 1 "* && $MAXC != 1 ]] && runs+=("replay:1")
 for r in "${runs[@]}"; do
 	wl=${r%%:*} c=${r##*:}
 	echo "bench: coalition bench --workload $wl --concurrency $c --duration ${DURATION}s --warmup $WARMUP ..."
 	settle
 	ck=$(checkpoints)
+	cpu_sample "$WARM_S" "$SPAN" "$work/cpu-$wl-$c"
+	sampler=$!
 	"$BIN" bench --addr "$addr" --certs-dir "$certs" --workload "$wl" --concurrency "$c" --duration "${DURATION}s" \
 		--warmup "$WARMUP" --progress 5s --json "$work/$wl-$c.json" | tee "$work/$wl-$c.out" | sed 's/^/    /'
 	GW[$r]=$(grep '^summary ' "$work/$wl-$c.out")
 	n=$(($(checkpoints) - ck))
 	CKS+=", $wl $c: $n"
 	echo "    checkpoints during it: $n"
+	wait "$sampler"
+	CPU[$r]=$(cpu_report "$work/cpu-$wl-$c" "$(sed -n 's/.* throughput=\([^ ]*\).*/\1/p' <<<"${GW[$r]}")")
+	cpu_line "${CPU[$r]}" call
 done
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"${GW[$1]}"; }
 
@@ -115,14 +206,34 @@ table=$(
 			'BEGIN {printf "| %s | %d | %.0f | %.2f | %.2f | %d | %.0f | %.2f | %.2f | %.2f× | %+.2f ms |\n", wl, c, t, p50, p99, e, pt, pp50, pp99, t/pt, p50-pp50}'
 	done
 )
-goals=$(awk -v a32="$(field "award:$MAXC" throughput)" -v p99="$(field "award:$MAXC" p99_ms)" -v pg32="${PG_TPS[$MAXC]}" \
+cputable=$(
+	echo "| measurement | clients | ops/s | database µs | gateway µs | client µs | total µs | machine busy | at most, ${NCPU} CPUs 100% busy |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for c in $CLIENTS; do
+		read -r db gw cl t busy ceil <<<"${CPU["pgbench:$c"]}"
+		printf '| pgbench -N | %d | %.0f | %s | %s | %s | %s | %s%% | %s/s |\n' "$c" "${PG_TPS[$c]}" "$db" "$gw" "$cl" "$t" "$busy" "$ceil"
+	done
+	for r in "${runs[@]}"; do
+		read -r db gw cl t busy ceil <<<"${CPU[$r]}"
+		printf '| %s | %d | %.0f | %s | %s | %s | %s | %s%% | %s/s |\n' "${r%%:*}" "${r##*:}" "$(field "$r" throughput)" "$db" "$gw" "$cl" "$t" "$busy" "$ceil"
+	done
+)
+read -r award_db award_gw award_cl award_cpu _ award_ceil <<<"${CPU["award:$MAXC"]}"
+read -r pgb_db _ _ _ _ _ <<<"${CPU["pgbench:$MAXC"]}"
+read -r _ _ _ replay_cpu _ replay_ceil <<<"${CPU["replay:$MAXC"]}"
+goals=$(awk -v adb="$award_db" -v agw="$award_gw" -v acl="$award_cl" -v pgdb="$pgb_db" -v acpu="$award_cpu" -v aceil="$award_ceil" -v rcpu="$replay_cpu" -v rceil="$replay_ceil" -v ncpu="$NCPU" \
+	-v r1p50="$(field "replay:1" p50_ms)" \
+	-v a32="$(field "award:$MAXC" throughput)" -v p99="$(field "award:$MAXC" p99_ms)" -v pg32="${PG_TPS[$MAXC]}" \
 	-v a1p50="$(field "award:1" p50_ms)" -v pg1p50="${PG_P50[1]:-nan}" -v hot="$(field "hot-partner:$MAXC" throughput)" \
 	-v spread="$(field "spread:$MAXC" throughput)" -v replay="$(field "replay:$MAXC" throughput)" -v c="$MAXC" '
 	function verdict(ok) { return ok ? "met" : "**not met**" }
 	BEGIN {
 		printf "- award at %d clients ≥ 2× pgbench -N: %.2f× — %s\n", c, a32/pg32, verdict(a32 >= 2*pg32)
+		printf "  - CPU per award, all processes: %d µs, so %d CPUs allow at most %d awards/s (%.2f× pgbench -N) even 100%% busy; the gateway and its client alone take %d µs (at most %d/s, %.2f×); a replay, which writes nothing, takes %d µs (at most %d/s, %.2f×)\n", acpu, ncpu, aceil, aceil/pg32, agw+acl, ncpu*1e6/(agw+acl), ncpu*1e6/(agw+acl)/pg32, rcpu, rceil, rceil/pg32
+		printf "  - database CPU per award: %d µs, against %d µs per pgbench -N transaction (%.2f× less)\n", adb, pgdb, pgdb/adb
 		printf "- award p99 at %d clients < 25 ms: %.2f ms — %s\n", c, p99, verdict(p99 < 25)
 		if (pg1p50 != "nan") printf "- award p50 at 1 client within 0.5 ms of pgbench -N: %+.2f ms — %s\n", a1p50-pg1p50, verdict(a1p50-pg1p50 <= 0.5)
+		if (pg1p50 != "nan" && r1p50 != "") printf "  - a replay at 1 client (mTLS gRPC and one key lookup, no transaction) has a p50 of %.2f ms; the award spends %.2f ms more, pgbench -N %.2f ms in all\n", r1p50, a1p50-r1p50, pg1p50
 		printf "- hot-partner ≥ 0.9× spread: %.2f× — %s\n", hot/spread, verdict(hot >= 0.9*spread)
 		printf "- replay ≥ 2× award: %.2f× — %s\n", replay/a32, verdict(replay >= 2*a32)
 	}')
@@ -130,6 +241,9 @@ goals=$(awk -v a32="$(field "award:$MAXC" throughput)" -v p99="$(field "award:$M
 echo
 echo "Gateway vs pgbench -N (same PostgreSQL, durable commits, ${DURATION}s each)"
 echo "$table"
+echo
+echo "CPU per operation (µs, all processes, from 1 s after the warmup to 1 s before the end)"
+echo "$cputable"
 echo
 echo "Issue 6 goals:"
 echo "$goals"
@@ -150,6 +264,10 @@ section="$work/section.md"
 	echo "- **Each measurement** starts after a \`CHECKPOINT\`, so none pays for the writes of the one before; checkpoints during each: $CKS."
 	echo
 	echo "$table"
+	echo
+	echo "**CPU per operation**, in µs of CPU time of all the processes of each kind (the database: every PostgreSQL process; the client: pgbench or \`coalition bench\`), read from \`/proc\` from 1 s after each warmup to 1 s before its end; the last column is what $NCPU CPUs allow at that cost, 100% busy:"
+	echo
+	echo "$cputable"
 	echo
 	echo "Issue 6 goals, as measured in this run:"
 	echo
