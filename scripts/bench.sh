@@ -116,11 +116,8 @@ cpu_sample() {
 }
 TICK=$(getconf CLK_TCK)
 # The sampling window: from 1 s after the warmup to 1 s before the end.
-case $WARMUP in
-*ms) WARM_S=1 ;;
-*s) WARM_S=$((${WARMUP%s} + 1)) ;;
-*) WARM_S=1 ;;
-esac
+WARM_S=1
+[[ $WARMUP =~ ^([0-9]+)s$ ]] && WARM_S=$((BASH_REMATCH[1] + 1))
 SPAN=$((DURATION > 3 ? DURATION - 2 : 1))
 NCPU=$(nproc)
 # cpu_report FILE OPS_PER_S: "D G C T B N": CPU µs per operation of the database, the gateway,
@@ -130,7 +127,9 @@ cpu_report() {
 	read -r db gw cl busy idle secs <"$1"
 	awk -v db="$db" -v gw="$gw" -v cl="$cl" -v busy="$busy" -v idle="$idle" -v secs="$secs" -v rate="$2" -v tick="$TICK" -v ncpu="$NCPU" '
 		BEGIN {
-			ops = rate * secs; us = 1e6 / tick / ops
+			ops = rate * secs
+			if (ops <= 0 || db + gw + cl == 0) { printf "- - - - %.0f -\n", 100 * busy / (busy + idle + 1e-9); exit }
+			us = 1e6 / tick / ops
 			t = (db + gw + cl) * us
 			printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", db * us, gw * us, cl * us, t, 100 * busy / (busy + idle), ncpu * 1e6 / t
 		}'
@@ -229,8 +228,8 @@ goals=$(awk -v adb="$award_db" -v agw="$award_gw" -v acl="$award_cl" -v pgdb="$p
 	function verdict(ok) { return ok ? "met" : "**not met**" }
 	BEGIN {
 		printf "- award at %d clients ≥ 2× pgbench -N: %.2f× — %s\n", c, a32/pg32, verdict(a32 >= 2*pg32)
-		printf "  - CPU per award, all processes: %d µs, so %d CPUs allow at most %d awards/s (%.2f× pgbench -N) even 100%% busy; the gateway and its client alone take %d µs (at most %d/s, %.2f×); a replay, which writes nothing, takes %d µs (at most %d/s, %.2f×)\n", acpu, ncpu, aceil, aceil/pg32, agw+acl, ncpu*1e6/(agw+acl), ncpu*1e6/(agw+acl)/pg32, rcpu, rceil, rceil/pg32
-		printf "  - database CPU per award: %d µs, against %d µs per pgbench -N transaction (%.2f× less)\n", adb, pgdb, pgdb/adb
+		if (acpu + 0 > 0 && agw + acl > 0 && rcpu + 0 > 0) printf "  - CPU per award, all processes: %d µs, so %d CPUs allow at most %d awards/s (%.2f× pgbench -N) even 100%% busy; the gateway and its client alone take %d µs (at most %d/s, %.2f×); a replay, which writes nothing, takes %d µs (at most %d/s, %.2f×)\n", acpu, ncpu, aceil, aceil/pg32, agw+acl, ncpu*1e6/(agw+acl), ncpu*1e6/(agw+acl)/pg32, rcpu, rceil, rceil/pg32
+		if (adb + 0 > 0 && pgdb + 0 > 0) printf "  - database CPU per award: %d µs, against %d µs per pgbench -N transaction: an award costs the database %.2f× what a pgbench -N transaction does\n", adb, pgdb, adb/pgdb
 		printf "- award p99 at %d clients < 25 ms: %.2f ms — %s\n", c, p99, verdict(p99 < 25)
 		if (pg1p50 != "nan") printf "- award p50 at 1 client within 0.5 ms of pgbench -N: %+.2f ms — %s\n", a1p50-pg1p50, verdict(a1p50-pg1p50 <= 0.5)
 		if (pg1p50 != "nan" && r1p50 != "") printf "  - a replay at 1 client (mTLS gRPC and one key lookup, no transaction) has a p50 of %.2f ms; the award spends %.2f ms more, pgbench -N %.2f ms in all\n", r1p50, a1p50-r1p50, pg1p50
