@@ -73,6 +73,7 @@ type interceptors struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	partners    *partnerCache
+	limiter     *partnerLimiter // nil: no rate limit
 	trustDomain string
 }
 
@@ -120,7 +121,8 @@ func (ic *interceptors) observeUnary(ctx context.Context, req any, info *grpc.Un
 }
 
 // authUnary reads the caller from the verified peer certificate, checks its role may call the
-// service, and for partners that the partner is registered and active.
+// service, and for partners that the partner is registered and active and within its rate
+// limit.
 func (ic *interceptors) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	ctx, err := ic.authorize(ctx, info.FullMethod)
 	if err != nil {
@@ -164,6 +166,13 @@ func (ic *interceptors) authorize(ctx context.Context, fullMethod string) (conte
 	}
 	if p.Status != settlement.PartnerActive {
 		return ctx, Status(ctx, ic.log, fullMethod, fmt.Errorf("%w: %s", settlement.ErrPartnerSuspended, p.ID)).Err()
+	}
+	// The rate limit comes last (DESIGN §3): a refused caller does not spend its partner's
+	// calls, and probes do not count.
+	if ic.limiter != nil && service != "grpc.health.v1.Health" {
+		if wait, ok := ic.limiter.admit(id.Name); !ok {
+			return ctx, ic.limiter.refusal(id.Name, wait).Err()
+		}
 	}
 	return ctx, nil
 }

@@ -59,8 +59,10 @@ type Config struct {
 	Reflection bool
 	// PartnerCacheTTL bounds how long a partner's status is cached; default 1s.
 	PartnerCacheTTL time.Duration
-	Logger          *slog.Logger         // default slog.Default()
-	Registry        *prometheus.Registry // default a new registry with Go and process collectors
+	// RateLimit bounds each partner's calls on this replica; the zero value sets no limit.
+	RateLimit RateLimit
+	Logger    *slog.Logger         // default slog.Default()
+	Registry  *prometheus.Registry // default a new registry with Go and process collectors
 	// TracerProvider traces every RPC (tracing.go); default none.
 	TracerProvider trace.TracerProvider
 }
@@ -98,6 +100,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
+	if err := cfg.RateLimit.Validate(); err != nil {
+		return nil, err
+	}
 	metrics, err := NewMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
@@ -106,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 	ic := &interceptors{
 		log: cfg.Logger, metrics: metrics, trustDomain: cfg.TrustDomain,
 		partners: &partnerCache{dir: cfg.Partners, ttl: cfg.PartnerCacheTTL, now: time.Now, entries: map[string]cachedPartner{}},
+		limiter:  newPartnerLimiter(cfg.RateLimit, time.Now),
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsconfig.Server(cfg.Certs))),

@@ -34,6 +34,7 @@ type gatewayOptions struct {
 	shutdownTimeout   time.Duration
 	holdSweepInterval time.Duration
 	partnerCacheTTL   time.Duration
+	rateLimit         gateway.RateLimit
 	maxConns          int32
 	groupCommit       sqlstore.GroupCommitConfig
 	logFormat         string
@@ -62,6 +63,9 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight calls may finish on SIGTERM")
 	f.DurationVar(&o.holdSweepInterval, "hold-sweep-interval", time.Second, "how often expired holds are released")
 	f.DurationVar(&o.partnerCacheTTL, "partner-cache-ttl", time.Second, "how long a partner's status is cached")
+	f.IntVar(&o.rateLimit.PerSecond, "partner-rate-limit", 0,
+		"calls a second each partner may make to this replica; more are refused with RESOURCE_EXHAUSTED (RATE_LIMITED) and a retry delay (0: no limit)")
+	f.IntVar(&o.rateLimit.Burst, "partner-rate-burst", 0, "calls a partner may make at once, over its rate, after being idle (0: the rate)")
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
 	f.IntVar(&o.groupCommit.MaxBatch, "group-commit-max-batch", sqlstore.DefaultGroupCommitMaxBatch,
 		fmt.Sprintf("most ledger commands applied in one database transaction (1 turns group commit off, at most %d)", sqlstore.MaxGroupCommitBatch))
@@ -84,6 +88,9 @@ type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
 // runGateway serves the gateway on pool until ctx ends, then drains: health NOT_SERVING,
 // graceful stop bounded by shutdownTimeout, then a hard stop.
 func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
+	if err := o.rateLimit.Validate(); err != nil {
+		return fmt.Errorf("--partner-rate-limit, --partner-rate-burst: %w", err)
+	}
 	var metrics *gateway.Metrics
 	gc := o.groupCommit
 	gc.OnBatch = func(size int, split bool) {
@@ -114,7 +121,7 @@ func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs
 	}
 	srv, err := gateway.New(gateway.Config{Registry: calls.metrics, Exchanges: calls.exchanges(), Outbound: store, Breakers: calls.breakers,
 		Ledger: ledger, Partners: store, Certs: certs, Ready: ready(store.Ping, o.certsReady), Admin: store, Settlements: store, SettlementSafetyLag: o.safetyLag, Signer: o.signer,
-		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, Logger: log,
+		TrustDomain: o.trustDomain, Reflection: o.reflection, PartnerCacheTTL: o.partnerCacheTTL, RateLimit: o.rateLimit, Logger: log,
 		TracerProvider: o.tracerProvider})
 	if err != nil {
 		return err

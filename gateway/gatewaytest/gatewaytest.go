@@ -63,8 +63,9 @@ type Env struct {
 	ledger *CountingLedger
 }
 
-// Start builds the stack for t and returns it once it serves.
-func Start(t testing.TB) *Env {
+// Start builds the stack for t and returns it once it serves. Each configure function may
+// change the gateway's configuration before the gateway is built (a rate limit, say).
+func Start(t testing.TB, configure ...func(*gateway.Config)) *Env {
 	t.Helper()
 	logs := captureLogs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
@@ -85,7 +86,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatalf("gatewaytest: devca.New: %v", err)
 	}
-	env.serve(t, logs)
+	env.serve(t, logs, configure)
 	env.AcmeAir = env.Client(t, tlsconfig.RolePartner, AcmeAir)
 	env.BeanCoffee = env.Client(t, tlsconfig.RolePartner, BeanCoffee)
 	env.CityFuel = env.Client(t, tlsconfig.RolePartner, CityFuel)
@@ -112,16 +113,20 @@ func openStore(ctx context.Context, t testing.TB, url string, log *slog.Logger) 
 }
 
 // serve starts the gateway's gRPC listener and an HTTP server for its handler.
-func (e *Env) serve(t testing.TB, log *slog.Logger) {
+func (e *Env) serve(t testing.TB, log *slog.Logger, configure []func(*gateway.Config)) {
 	t.Helper()
 	serverCert, err := e.CA.IssueServer([]string{ServerName}, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Now(), certValidFor)
 	if err != nil {
 		t.Fatalf("gatewaytest: issue server certificate: %v", err)
 	}
-	srv, err := gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		Ledger: e.ledger, Partners: e.Store, Certs: &StaticCerts{Cert: &serverCert, Pool: e.CA.Pool()},
 		Ready: e.Store.Ping, Reflection: true, PartnerCacheTTL: PartnerCacheTTL, Logger: log,
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	srv, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatalf("gatewaytest: gateway.New: %v", err)
 	}
