@@ -22,21 +22,63 @@ const ReasonRateLimited = "RATE_LIMITED"
 // before it reaches the ledger, so it changes nothing; one partner's burst then cannot take the
 // gateway's capacity from the others. Health checks are not limited.
 type RateLimit struct {
-	// PerSecond is the calls a second each partner may make; 0 (the default) turns the limit off.
+	PartnerRate
+	// Partners overrides PartnerRate for single partners, by id; they are limited even when
+	// PartnerRate is zero.
+	Partners map[string]PartnerRate
+}
+
+// PartnerRate is one partner's bucket.
+type PartnerRate struct {
+	// PerSecond is the calls a second the partner may make; 0 (the default) means no limit.
 	PerSecond int
-	// Burst is the calls a partner may make at once after being idle; 0 means PerSecond.
+	// Burst is the calls it may make at once after being idle; 0 means PerSecond.
 	Burst int
 }
 
-// Validate reports a negative rate or burst, or a burst without a rate.
-func (r RateLimit) Validate() error {
+func (r PartnerRate) validate(what string) error {
 	if r.PerSecond < 0 || r.Burst < 0 {
-		return fmt.Errorf("gateway: partner rate limit %d/s, burst %d: want 0 or more (0: no limit, burst 0: the rate)", r.PerSecond, r.Burst)
+		return fmt.Errorf("gateway: %s rate limit %d/s, burst %d: want 0 or more (0: no limit, burst 0: the rate)", what, r.PerSecond, r.Burst)
 	}
 	if r.PerSecond == 0 && r.Burst > 0 {
-		return fmt.Errorf("gateway: partner rate burst %d without a rate: set the rate too", r.Burst)
+		return fmt.Errorf("gateway: %s rate burst %d without a rate: set the rate too", what, r.Burst)
 	}
 	return nil
+}
+
+func (r PartnerRate) bucket() *rate.Limiter {
+	if r.Burst == 0 {
+		r.Burst = r.PerSecond
+	}
+	return rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
+}
+
+// Validate reports a negative rate or burst, a burst without a rate, or an override that
+// names no partner or sets no rate.
+func (r RateLimit) Validate() error {
+	if err := r.PartnerRate.validate("partner"); err != nil {
+		return err
+	}
+	for id, pr := range r.Partners {
+		if id == "" {
+			return fmt.Errorf("gateway: a partner rate limit without a partner id")
+		}
+		if pr.PerSecond == 0 {
+			return fmt.Errorf("gateway: partner %s: rate limit 0: want 1 or more calls a second", id)
+		}
+		if err := pr.validate("partner " + id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// of returns the rate of partner id and whether it is limited at all.
+func (r RateLimit) of(id string) (PartnerRate, bool) {
+	if pr, ok := r.Partners[id]; ok {
+		return pr, true
+	}
+	return r.PartnerRate, r.PerSecond > 0
 }
 
 // partnerLimiter holds the partners' buckets; nil when there is no limit.
@@ -49,11 +91,8 @@ type partnerLimiter struct {
 }
 
 func newPartnerLimiter(cfg RateLimit, now func() time.Time) *partnerLimiter {
-	if cfg.PerSecond == 0 {
+	if cfg.PerSecond == 0 && len(cfg.Partners) == 0 {
 		return nil
-	}
-	if cfg.Burst == 0 {
-		cfg.Burst = cfg.PerSecond
 	}
 	return &partnerLimiter{cfg: cfg, now: now, buckets: map[string]*rate.Limiter{}}
 }
@@ -65,10 +104,15 @@ func (l *partnerLimiter) admit(partner string) (time.Duration, bool) {
 	l.mu.Lock()
 	b, ok := l.buckets[partner]
 	if !ok {
+		pr, limited := l.cfg.of(partner)
+		if !limited {
+			l.mu.Unlock()
+			return 0, true
+		}
 		if len(l.buckets) >= maxCachedPartners {
 			clear(l.buckets)
 		}
-		b = rate.NewLimiter(rate.Limit(l.cfg.PerSecond), l.cfg.Burst)
+		b = pr.bucket()
 		l.buckets[partner] = b
 	}
 	l.mu.Unlock()
@@ -85,12 +129,16 @@ func (l *partnerLimiter) admit(partner string) (time.Duration, bool) {
 // ErrorInfo and, in RetryInfo, when the bucket admits a call again (rounded up to 1 ms).
 func (l *partnerLimiter) refusal(partner string, wait time.Duration) *status.Status {
 	wait = wait.Round(time.Millisecond) + time.Millisecond
+	pr, _ := l.cfg.of(partner)
+	if pr.Burst == 0 {
+		pr.Burst = pr.PerSecond
+	}
 	st := withInfo(codes.ResourceExhausted,
-		fmt.Sprintf("partner %s is over its rate limit of %d calls/s (burst %d) on this gateway: retry in %s", partner, l.cfg.PerSecond, l.cfg.Burst, wait),
+		fmt.Sprintf("partner %s is over its rate limit of %d calls/s (burst %d) on this gateway: retry in %s", partner, pr.PerSecond, pr.Burst, wait),
 		ReasonRateLimited, map[string]string{
 			"partner":          partner,
-			"limit_per_second": strconv.Itoa(l.cfg.PerSecond),
-			"burst":            strconv.Itoa(l.cfg.Burst),
+			"limit_per_second": strconv.Itoa(pr.PerSecond),
+			"burst":            strconv.Itoa(pr.Burst),
 		})
 	if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
 		st = with

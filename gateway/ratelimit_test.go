@@ -19,7 +19,9 @@ import (
 func TestPartnerRateLimit(t *testing.T) {
 	t.Parallel()
 	// 1 call a second, 3 at once: the 4th call of a quick burst is refused for about a second.
-	env := gatewaytest.Start(t, func(c *gateway.Config) { c.RateLimit = gateway.RateLimit{PerSecond: 1, Burst: 3} })
+	env := gatewaytest.Start(t, func(c *gateway.Config) {
+		c.RateLimit = gateway.RateLimit{PartnerRate: gateway.PartnerRate{PerSecond: 1, Burst: 3}}
+	})
 	ctx := testContext(t)
 	award := func(c coalitionv1.PointsServiceClient, key string) (*coalitionv1.AwardResponse, error) {
 		return c.Award(ctx, &coalitionv1.AwardRequest{IdempotencyKey: key, MemberId: "member-rl", Points: 100})

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,6 +37,7 @@ type gatewayOptions struct {
 	holdSweepInterval time.Duration
 	partnerCacheTTL   time.Duration
 	rateLimit         gateway.RateLimit
+	partnerRates      map[string]string // --partner-rate-limits, parsed into rateLimit.Partners
 	maxConns          int32
 	groupCommit       sqlstore.GroupCommitConfig
 	logFormat         string
@@ -66,6 +69,8 @@ func (o *gatewayOptions) register(cmd *cobra.Command, grpcAddr, httpAddr string,
 	f.IntVar(&o.rateLimit.PerSecond, "partner-rate-limit", 0,
 		"calls a second each partner may make to this replica; more are refused with RESOURCE_EXHAUSTED (RATE_LIMITED) and a retry delay (0: no limit)")
 	f.IntVar(&o.rateLimit.Burst, "partner-rate-burst", 0, "calls a partner may make at once, over its rate, after being idle (0: the rate)")
+	f.StringToStringVar(&o.partnerRates, "partner-rate-limits", nil,
+		"per-partner rate limits that replace --partner-rate-limit for those partners: ID=RATE or ID=RATE:BURST, comma-separated (e.g. acme-air=500:1000,bean-coffee=50)")
 	f.Int32Var(&o.maxConns, "db-max-conns", 32, "database connection pool size")
 	f.IntVar(&o.groupCommit.MaxBatch, "group-commit-max-batch", sqlstore.DefaultGroupCommitMaxBatch,
 		fmt.Sprintf("most ledger commands applied in one database transaction (1 turns group commit off, at most %d)", sqlstore.MaxGroupCommitBatch))
@@ -88,8 +93,13 @@ type readyFunc func(ctx context.Context, grpcAddr, httpAddr string) error
 // runGateway serves the gateway on pool until ctx ends, then drains: health NOT_SERVING,
 // graceful stop bounded by shutdownTimeout, then a hard stop.
 func runGateway(ctx context.Context, o gatewayOptions, pool *pgxpool.Pool, certs tlsconfig.CertSource, log *slog.Logger, onReady readyFunc) error {
+	rates, err := parsePartnerRates(o.partnerRates)
+	if err != nil {
+		return err
+	}
+	o.rateLimit.Partners = rates
 	if err := o.rateLimit.Validate(); err != nil {
-		return fmt.Errorf("--partner-rate-limit, --partner-rate-burst: %w", err)
+		return fmt.Errorf("--partner-rate-limit, --partner-rate-burst, --partner-rate-limits: %w", err)
 	}
 	var metrics *gateway.Metrics
 	gc := o.groupCommit
@@ -245,4 +255,25 @@ func registerSettleWorkers(f *pflag.FlagSet, workers *int, duty *float64) {
 		sqlstore.SettleParallelWorkersDatabase))
 	f.Float64Var(duty, "settlement-duty-cycle", defaultSettleDutyCycle,
 		"fraction of a settlement run's time its heavy statements may take; it pauses for the rest, like autovacuum's cost delay (1: full speed)")
+}
+
+// parsePartnerRates parses --partner-rate-limits: ID=RATE or ID=RATE:BURST per partner.
+func parsePartnerRates(flag map[string]string) (map[string]gateway.PartnerRate, error) {
+	if len(flag) == 0 {
+		return nil, nil
+	}
+	rates := make(map[string]gateway.PartnerRate, len(flag))
+	for id, v := range flag {
+		rate, burst, hasBurst := strings.Cut(v, ":")
+		var pr gateway.PartnerRate
+		var err error
+		if pr.PerSecond, err = strconv.Atoi(rate); err == nil && hasBurst {
+			pr.Burst, err = strconv.Atoi(burst)
+		}
+		if err != nil || pr.PerSecond < 1 || pr.Burst < 0 {
+			return nil, fmt.Errorf("--partner-rate-limits %s=%s: want ID=RATE or ID=RATE:BURST, RATE 1 or more calls a second, BURST 0 or more", id, v)
+		}
+		rates[id] = pr
+	}
+	return rates, nil
 }
