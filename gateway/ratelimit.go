@@ -117,12 +117,13 @@ func (l *partnerLimiter) admit(partner string) (time.Duration, bool) {
 	}
 	l.mu.Unlock()
 	now := l.now()
-	r := b.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now) // give the token back: a refused call costs nothing
-		return d, false
+	if b.AllowN(now, 1) {
+		return 0, true
 	}
-	return 0, true
+	// Refused: AllowN took nothing (a reservation cancelled under concurrent calls may not give
+	// its token back), so a partner retrying too early does not push its next admission out.
+	wait := time.Duration((1 - b.TokensAt(now)) / float64(b.Limit()) * float64(time.Second))
+	return max(wait, time.Millisecond), false
 }
 
 // refusal is the status of a call over the limit: RESOURCE_EXHAUSTED with the limit in the

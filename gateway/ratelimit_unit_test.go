@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -105,5 +107,38 @@ func TestPartnerLimiterRefills(t *testing.T) {
 	}
 	if st := l.refusal("a", 1500*time.Microsecond); st.Code().String() != "ResourceExhausted" || ReasonOf(st.Err()) != ReasonRateLimited {
 		t.Errorf("refusal: %s %q", st.Code(), ReasonOf(st.Err()))
+	}
+}
+
+// Concurrent refusals take nothing either: after a storm of calls at one instant, exactly the
+// burst was admitted, and one refill interval later exactly one more call is.
+func TestPartnerLimiterConcurrentRefusals(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	l := newPartnerLimiter(RateLimit{PartnerRate: PartnerRate{PerSecond: 10, Burst: 2}}, clock)
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				if _, ok := l.admit("a"); ok {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 2 {
+		t.Fatalf("admitted %d of 1600 concurrent calls at one instant, want the burst 2", n)
+	}
+	mu.Lock()
+	now = now.Add(100 * time.Millisecond)
+	mu.Unlock()
+	if _, ok := l.admit("a"); !ok {
+		t.Error("refused 100ms after the storm: the refusals took tokens")
+	}
+	if _, ok := l.admit("a"); ok {
+		t.Error("two calls admitted on one refilled token")
 	}
 }
