@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -45,6 +46,7 @@ type soakOptions struct {
 	members    int           // members the clients share
 	dupRate    float64       // fraction of operations also sent concurrently by a second caller
 	resolveFor time.Duration // how long a client re-sends an unknown outcome before giving up
+	rateLimit  int           // the gateway's --partner-rate-limit (0: none); refusals are re-sent
 }
 
 func newSoakCmd(e *env) *cobra.Command {
@@ -84,6 +86,8 @@ acknowledged operations imply. It exits non-zero on any violation.`,
 	f.IntVar(&o.members, "members", 100, "members the clients share (fewer means more contention)")
 	f.Float64Var(&o.dupRate, "duplicate-rate", 0.1, "fraction of operations sent twice at once with the same key")
 	f.DurationVar(&o.resolveFor, "resolve-timeout", 2*time.Minute, "how long an unknown outcome is re-sent before it counts as unresolved")
+	f.IntVar(&o.rateLimit, "partner-rate-limit", 0,
+		"the gateway's --partner-rate-limit (burst: a tenth of it): calls refused with RATE_LIMITED are re-sent with the same key (0: no limit)")
 	return cmd
 }
 
@@ -95,6 +99,7 @@ type soakResult struct {
 	Kills, FailedStarts        int
 	Retries                    int64 // coalition_ledger_txn_retries_total, summed over gateway lifetimes
 	Unknown, Resolved          int64 // operations whose outcome was unknown at least once; of those, resolved
+	RateLimited                int64 // calls refused with RATE_LIMITED, sent again after their RetryInfo delay
 	UnknownByReason            map[string]int64
 	VerifyRuns, ChecksPassed   int
 	AckChecked, MembersChecked int
@@ -252,8 +257,8 @@ type soak struct {
 }
 
 func runSoak(ctx context.Context, w io.Writer, o soakOptions) (*soakResult, error) {
-	if o.workers < 1 || o.members < 1 || o.duration <= 0 || o.kills < 0 || o.injectRate < 0 || o.injectRate >= 1 {
-		return nil, errors.New("--workers, --members and --duration must be positive, --kills not negative, --inject-rate in [0, 1)")
+	if o.workers < 1 || o.members < 1 || o.duration <= 0 || o.kills < 0 || o.injectRate < 0 || o.injectRate >= 1 || o.rateLimit < 0 {
+		return nil, errors.New("--workers, --members and --duration must be positive, --kills and --partner-rate-limit not negative, --inject-rate in [0, 1)")
 	}
 	if o.resolveFor <= 0 {
 		o.resolveFor = 2 * time.Minute
@@ -285,6 +290,10 @@ func runSoak(ctx context.Context, w io.Writer, o soakOptions) (*soakResult, erro
 	g := &soakGateway{bin: o.bin, dataDir: o.dataDir, grpcAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		logPath: filepath.Join(filepath.Dir(o.dataDir), "soak-dev.log"),
 		env:     append(os.Environ(), fmt.Sprintf("COALITION_TEST_INJECT_FAILURE_RATE=%g", o.injectRate))}
+	if o.rateLimit > 0 {
+		g.env = append(g.env, fmt.Sprintf("COALITION_PARTNER_RATE_LIMIT=%d", o.rateLimit),
+			fmt.Sprintf("COALITION_PARTNER_RATE_BURST=%d", max(1, o.rateLimit/10)))
+	}
 	s := &soak{o: o, run: randomHex(3), clients: map[string]coalitionv1.PointsServiceClient{},
 		acked: map[string]soakAck{}, refused: map[string]string{}, model: map[string]*soakModel{}}
 	s.res.FailedByReason, s.res.UnknownByReason = map[string]int64{}, map[string]int64{}
@@ -294,8 +303,8 @@ func runSoak(ctx context.Context, w io.Writer, o soakOptions) (*soakResult, erro
 			s.res.ViolationDetails = append(s.res.ViolationDetails, fmt.Sprintf(format, args...))
 		}
 	}
-	fmt.Fprintf(w, "soak %s: %d workers for %s over %d members, %d kills, inject rate %g, duplicates %g; gateway %s, data %s\n",
-		s.run, o.workers, o.duration, o.members, o.kills, o.injectRate, o.dupRate, g.grpcAddr, o.dataDir)
+	fmt.Fprintf(w, "soak %s: %d workers for %s over %d members, %d kills, inject rate %g, duplicates %g, partner rate limit %d/s; gateway %s, data %s\n",
+		s.run, o.workers, o.duration, o.members, o.kills, o.injectRate, o.dupRate, o.rateLimit, g.grpcAddr, o.dataDir)
 
 	failed, err := g.start(ctx)
 	s.res.FailedStarts += failed
@@ -619,7 +628,9 @@ func (s *soak) do(ctx context.Context, rng *rand.Rand, key string, op soakOp) (o
 
 // resolve sends op until the answer is definite: OK or a business refusal. UNAVAILABLE
 // (ambiguous commit, the gateway down), ABORTED (conflict, key in flight), DEADLINE_EXCEEDED,
-// INTERNAL and the like are unknown outcomes: the same key is sent again after a backoff.
+// INTERNAL and the like are unknown outcomes: the same key is sent again after a backoff. A
+// call refused by the partner rate limit was not applied: it is sent again after its RetryInfo
+// delay, as a partner should, and counted apart.
 func (s *soak) resolve(ctx context.Context, op soakOp) (outcome, bool) {
 	start := time.Now()
 	unknowns := 0
@@ -639,6 +650,16 @@ func (s *soak) resolve(ctx context.Context, op soakOp) (outcome, bool) {
 		}
 		if ctx.Err() != nil || time.Since(start) > s.o.resolveFor {
 			return out, false
+		}
+		if status.Code(err) == codes.ResourceExhausted && gateway.ReasonOf(err) == gateway.ReasonRateLimited {
+			s.mu.Lock()
+			s.res.RateLimited++
+			s.mu.Unlock()
+			select {
+			case <-time.After(retryInfoDelay(err, backoff)):
+			case <-ctx.Done():
+			}
+			continue
 		}
 		unknowns++
 		reason := status.Code(err).String()
@@ -752,6 +773,9 @@ func (s *soak) print(w io.Writer, elapsed time.Duration) {
 	fmt.Fprintf(w, "  transaction retries        %d (coalition_ledger_txn_retries_total over all gateway lives; inject rate %g)\n", r.Retries, s.o.injectRate)
 	fmt.Fprintf(w, "  unknown outcomes resolved  %d of %d operations with an unknown outcome\n", r.Resolved, r.Unknown)
 	printCounts(w, "    unknown answers", r.UnknownByReason)
+	if s.o.rateLimit > 0 {
+		fmt.Fprintf(w, "  rate-limited, re-sent      %d calls refused with RATE_LIMITED (%d/s per partner), sent again after their RetryInfo delay\n", r.RateLimited, s.o.rateLimit)
+	}
 	fmt.Fprintf(w, "  invariant checks passed    %d (%d verify runs)\n", r.ChecksPassed, r.VerifyRuns)
 	fmt.Fprintf(w, "  acknowledged exactly once  %d of %d\n", r.AckChecked, len(s.acked))
 	fmt.Fprintf(w, "  members matching the model %d\n", r.MembersChecked)
@@ -788,4 +812,14 @@ func soakFreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// retryInfoDelay is the RetryInfo delay of a status error, or def without one.
+func retryInfoDelay(err error, def time.Duration) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return def
 }

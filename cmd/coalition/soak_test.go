@@ -55,6 +55,44 @@ func TestSoak(t *testing.T) {
 	}
 }
 
+// TestSoakUnderRateLimit is a short soak with the partner rate limit on: calls refused with
+// RATE_LIMITED are sent again after their RetryInfo delay, through a kill and injected failures,
+// and every acknowledged operation is still in the ledger exactly once.
+func TestSoakUnderRateLimit(t *testing.T) {
+	requirePostgres(t)
+	bin := buildBinary(t)
+	base, err := os.MkdirTemp("", "coalition-soaktest-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	res, err := runSoak(ctx, &out, soakOptions{bin: bin, dataDir: filepath.Join(base, "data"), workers: 8, duration: 8 * time.Second,
+		kills: 1, injectRate: 0.05, members: 30, dupRate: 0.1, resolveFor: time.Minute, rateLimit: 30})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Violations != 0 {
+		t.Fatalf("%d violations: %v", res.Violations, res.ViolationDetails)
+	}
+	if res.RateLimited == 0 {
+		t.Error("no call was refused by the partner rate limit (30/s): the limit did not reach the gateway")
+	}
+	if n := res.UnknownByReason["ResourceExhausted RATE_LIMITED"]; n != 0 {
+		t.Errorf("%d RATE_LIMITED refusals counted as unknown outcomes: they are definite (not applied)", n)
+	}
+	if res.OK == 0 || res.AckChecked != int(res.OK) || res.Resolved != res.Unknown {
+		t.Errorf("ok %d, acknowledged checked %d, unknown %d resolved %d: want every acknowledged operation checked and every unknown resolved",
+			res.OK, res.AckChecked, res.Unknown, res.Resolved)
+	}
+}
+
 // TestBenchAndVerify runs every bench workload briefly against `coalition dev`, then
 // `coalition verify` on its database: clean, then with a member balance broken on purpose.
 func TestBenchAndVerify(t *testing.T) {
