@@ -79,13 +79,22 @@ type interceptors struct {
 
 // recoverUnary turns a handler panic into INTERNAL instead of a dead process.
 func (ic *interceptors) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ic.log.ErrorContext(ctx, "handler panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			resp, err = nil, withInfo(codes.Internal, "internal error", ReasonInternal, nil).Err()
-		}
-	}()
+	defer ic.recovered(ctx, info.FullMethod, &err)
 	return h(ctx, req)
+}
+
+// recoverStream is recoverUnary for streaming RPCs.
+func (ic *interceptors) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer ic.recovered(ss.Context(), info.FullMethod, &err)
+	return h(srv, ss)
+}
+
+// recovered, deferred, turns a panic into INTERNAL in *err and logs it with its stack.
+func (ic *interceptors) recovered(ctx context.Context, method string, err *error) {
+	if r := recover(); r != nil {
+		ic.log.ErrorContext(ctx, "handler panic", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = withInfo(codes.Internal, "internal error", ReasonInternal, nil).Err()
+	}
 }
 
 // observeUnary maps errors to statuses, then logs one line and records metrics per request.
@@ -93,8 +102,30 @@ func (ic *interceptors) observeUnary(ctx context.Context, req any, info *grpc.Un
 	start := time.Now()
 	ctx = context.WithValue(ctx, callSlotKey{}, &callSlot{})
 	resp, err := h(ctx, req)
-	st := Status(ctx, ic.log, info.FullMethod, err)
-	method := path.Base(info.FullMethod)
+	var attrs []any
+	if k, ok := req.(interface{ GetIdempotencyKey() string }); ok {
+		attrs = append(attrs, "idempotency_key", k.GetIdempotencyKey())
+	}
+	if r, ok := resp.(interface{ GetReplayed() bool }); ok && r.GetReplayed() {
+		attrs = append(attrs, "replayed", true)
+	}
+	return resp, ic.observe(ctx, info.FullMethod, start, err, attrs...)
+}
+
+// observeStream is observeUnary for streaming RPCs (SubmitPartnerRecords, reflection, health
+// watches): a domain or validation error a stream handler returns reaches the caller as the
+// same typed status a unary call gets, not as UNKNOWN.
+func (ic *interceptors) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	ctx := context.WithValue(ss.Context(), callSlotKey{}, &callSlot{})
+	err := h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	return ic.observe(ctx, info.FullMethod, start, err)
+}
+
+// observe maps err to the status the caller gets, counts and times the call, and logs its line.
+func (ic *interceptors) observe(ctx context.Context, fullMethod string, start time.Time, err error, extra ...any) error {
+	st := Status(ctx, ic.log, fullMethod, err)
+	method := path.Base(fullMethod)
 	code := st.Code()
 	partner := partnerFrom(ctx)
 	ic.metrics.requests.WithLabelValues(method, code.String(), partner).Inc()
@@ -107,17 +138,12 @@ func (ic *interceptors) observeUnary(ctx context.Context, req any, info *grpc.Un
 		attrs = append(attrs, "partner", partner)
 	}
 	attrs = append(attrs, traceLogAttrs(ctx, partner)...)
-	if k, ok := req.(interface{ GetIdempotencyKey() string }); ok {
-		attrs = append(attrs, "idempotency_key", k.GetIdempotencyKey())
-	}
-	if r, ok := resp.(interface{ GetReplayed() bool }); ok && r.GetReplayed() {
-		attrs = append(attrs, "replayed", true)
-	}
+	attrs = append(attrs, extra...)
 	if reason := ReasonOf(st.Err()); reason != "" {
 		attrs = append(attrs, "reason", reason)
 	}
 	ic.log.InfoContext(ctx, "rpc", attrs...)
-	return resp, st.Err()
+	return st.Err()
 }
 
 // authUnary reads the caller from the verified peer certificate, checks its role may call the

@@ -117,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.Creds(credentials.NewTLS(tlsconfig.Server(cfg.Certs))),
 		grpc.StatsHandler(statsHandler(cfg.TracerProvider)),
 		grpc.ChainUnaryInterceptor(ic.observeUnary, ic.recoverUnary, ic.authUnary),
-		grpc.ChainStreamInterceptor(ic.authStream),
+		grpc.ChainStreamInterceptor(ic.observeStream, ic.recoverStream, ic.authStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
 		// Calls run on a pool of goroutines whose stacks have grown already, instead of a new
