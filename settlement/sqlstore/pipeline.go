@@ -170,6 +170,10 @@ func (t *pipeTx) commit(ctx context.Context, last *pgx.Batch) error {
 	case err == nil && committed:
 		// COMMIT of a transaction that had already failed answers ROLLBACK.
 		return fmt.Errorf("commit rolled back: %w", pgx.ErrTxCommitRollback)
+	case isAmbiguousResult(err):
+		// CockroachDB answered that it does not know whether the transaction committed.
+		t.abort()
+		return fmt.Errorf("%w: commit: %v", settlement.ErrAmbiguousCommit, err)
 	case errors.As(err, &pgErr):
 		// The server answered with an error: a statement of last failed, and the server skipped
 		// the rest of the round trip, COMMIT included; or COMMIT itself failed. Either way the

@@ -23,7 +23,17 @@ const (
 	sqlstateDeadlockDetected     = "40P01"
 	// sqlstateUniqueViolation is not retried: isKeyConflict reads it.
 	sqlstateUniqueViolation = "23505"
+	// sqlstateStatementCompletionUnknown is CockroachDB's "result is ambiguous": the server
+	// answered, but does not know whether the transaction committed (a node failed during the
+	// commit). It is an unknown outcome, not a refusal.
+	sqlstateStatementCompletionUnknown = "40003"
 )
+
+// isAmbiguousResult reports CockroachDB's "result is ambiguous" (SQLSTATE 40003).
+func isAmbiguousResult(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == sqlstateStatementCompletionUnknown
+}
 
 // commitTimeout bounds COMMIT on a context detached from the caller's: a caller that gives up
 // mid-commit must not turn a definite outcome into an ambiguous one.
@@ -142,6 +152,9 @@ func (r *Runner) once(ctx context.Context, fn func(ctx context.Context, tx pgx.T
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrTxCommitRollback) {
 			return fmt.Errorf("commit rolled back: %w", err) // definitely not committed
+		}
+		if isAmbiguousResult(err) {
+			return fmt.Errorf("%w: commit: %v", settlement.ErrAmbiguousCommit, err)
 		}
 		if errors.As(err, &pgErr) {
 			// The server answered: the transaction did not commit.

@@ -313,3 +313,61 @@ func TestNewRunnerChecksConfig(t *testing.T) {
 		t.Error("NewRunner(MaxRetries -1): got nil error, want one")
 	}
 }
+
+// TestRunnerAmbiguousResultAtCommit: CockroachDB answers a COMMIT whose outcome it does not know
+// with SQLSTATE 40003 ("result is ambiguous"). That is an unknown outcome: both runners must
+// report ErrAmbiguousCommit and run nothing again, not a definite failure they retry. On
+// PostgreSQL a deferred constraint trigger of this test raises 40003 at COMMIT; on CockroachDB
+// crdb_internal.force_error raises it in the round trip that carries COMMIT (pipelined runner).
+func TestRunnerAmbiguousResultAtCommit(t *testing.T) {
+	pool := kvPool(t, "a")
+	ctx := ctxFor(t)
+	var version string
+	if err := pool.QueryRow(ctx, `SELECT version()`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	cockroach := strings.Contains(version, "CockroachDB")
+	if !cockroach {
+		for _, ddl := range []string{
+			`CREATE FUNCTION ambiguous() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'result is ambiguous (test)' USING ERRCODE = '40003'; END $$`,
+			`CREATE CONSTRAINT TRIGGER ambiguous AFTER INSERT ON kv DEFERRABLE INITIALLY DEFERRED
+				FOR EACH ROW WHEN (NEW.k = 'ambiguous') EXECUTE FUNCTION ambiguous()`,
+		} {
+			if _, err := pool.Exec(ctx, ddl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r := newRunner(t, pool, sqlstore.RunnerConfig{BackoffBase: time.Millisecond})
+	if !cockroach {
+		attempts := 0
+		err := r.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			attempts++
+			_, err := tx.Exec(ctx, `INSERT INTO kv (k, v) VALUES ('ambiguous', 1)`)
+			return err
+		})
+		if !errors.Is(err, settlement.ErrAmbiguousCommit) || attempts != 1 {
+			t.Errorf("Run, COMMIT answering 40003: got %v after %d attempts, want ErrAmbiguousCommit after 1", err, attempts)
+		}
+	}
+	attempts := 0
+	err := r.RunPipelined(ctx, func(p *sqlstore.Pipeline) {
+		p.First.Queue(`SELECT 1`)
+	}, func(ctx context.Context, tx pgx.Tx, p *sqlstore.Pipeline) error {
+		attempts++
+		if cockroach {
+			p.Last.Queue(`SELECT crdb_internal.force_error('40003', 'result is ambiguous (test)')`)
+		} else {
+			p.Last.Queue(`INSERT INTO kv (k, v) VALUES ('ambiguous', 1)`)
+		}
+		return nil
+	})
+	if !errors.Is(err, settlement.ErrAmbiguousCommit) || attempts != 1 {
+		t.Errorf("RunPipelined, 40003 in the COMMIT round trip: got %v after %d attempts, want ErrAmbiguousCommit after 1", err, attempts)
+	}
+	// The connection is usable afterwards.
+	if v, err := kvGet(ctx, pool, "a"); err != nil || v != 0 {
+		t.Errorf("a: got %d (%v), want 0", v, err)
+	}
+}
