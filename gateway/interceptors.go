@@ -61,6 +61,9 @@ var rolesByService = map[string][]tlsconfig.Role{
 var rolesByMethod = map[string][]tlsconfig.Role{
 	// Partners submit their own records; finance imports them on a partner's behalf.
 	"/coalition.v1.SettlementService/SubmitPartnerRecords": {tlsconfig.RolePartner, tlsconfig.RoleFinance},
+	// Dead-lettered partner events are for finance and ops to see and replay (DESIGN §6).
+	"/coalition.v1.AdminService/ListOutboxEvents":   {tlsconfig.RoleOperator, tlsconfig.RoleFinance},
+	"/coalition.v1.AdminService/ReplayOutboxEvents": {tlsconfig.RoleOperator, tlsconfig.RoleFinance},
 }
 
 // PartnerDirectory looks partners up by id. Errors: settlement.ErrPartnerUnknown.

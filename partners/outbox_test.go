@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/coalitionexchange/coalition/gateway/tlsconfig"
 	"github.com/coalitionexchange/coalition/partners"
 	"github.com/coalitionexchange/coalition/partners/partnersim"
 	"github.com/coalitionexchange/coalition/partners/partnerstest"
@@ -114,12 +118,22 @@ func TestOutboxRedeemedGoesToIssuersDeadAndReplay(t *testing.T) {
 		}
 	}
 	waitFor(t, 20*time.Second, "event dead after 2 attempts", func() bool { return outboxCount(t, env, partnerstest.AcmeAir, settlement.OutboxDead) == 1 })
-	dead, err := env.Admin.ListOutboxEvents(ctx, &coalitionv1.ListOutboxEventsRequest{PartnerId: partnerstest.AcmeAir})
+	// Finance sees and replays dead events as operators do (DESIGN §6); partners do not, and
+	// finance gets no other admin call.
+	finance := coalitionv1.NewAdminServiceClient(env.Conn(t, tlsconfig.RoleFinance, "books"))
+	if _, err := coalitionv1.NewAdminServiceClient(env.Conn(t, tlsconfig.RolePartner, partnerstest.AcmeAir)).ListOutboxEvents(ctx,
+		&coalitionv1.ListOutboxEventsRequest{PartnerId: partnerstest.AcmeAir}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a partner listing the outbox: got %v, want PERMISSION_DENIED", err)
+	}
+	if _, err := finance.ListPartners(ctx, &coalitionv1.ListPartnersRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("finance listing partners through AdminService: got %v, want PERMISSION_DENIED", err)
+	}
+	dead, err := finance.ListOutboxEvents(ctx, &coalitionv1.ListOutboxEventsRequest{PartnerId: partnerstest.AcmeAir})
 	if err != nil || len(dead.GetEvents()) != 1 || dead.GetEvents()[0].GetMemberId() != "R-1" || dead.GetEvents()[0].GetAttempts() != 2 {
 		t.Fatalf("dead events: got %v %v, want R-1's redemption after 2 attempts (R-2's points were city-fuel's)", dead.GetEvents(), err)
 	}
 	sim.SetFailRate(0)
-	replayed, err := env.Admin.ReplayOutboxEvents(ctx, &coalitionv1.ReplayOutboxEventsRequest{PartnerId: partnerstest.AcmeAir})
+	replayed, err := finance.ReplayOutboxEvents(ctx, &coalitionv1.ReplayOutboxEventsRequest{PartnerId: partnerstest.AcmeAir})
 	if err != nil || replayed.GetReplayed() != 1 {
 		t.Fatalf("replay: got %v %v, want 1", replayed, err)
 	}

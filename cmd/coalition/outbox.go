@@ -13,7 +13,7 @@ import (
 func newOutboxCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "Partner event outbox: list events, replay dead ones, show breakers (operator)",
+		Short: "Partner event outbox: list events, replay dead ones (operator or finance), show breakers (operator)",
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newOutboxListCmd(e), newOutboxReplayCmd(e), newOutboxBreakersCmd(e))
