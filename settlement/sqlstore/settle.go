@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,60 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 		return settlement.RunRecord{}, err
 	}
 	defer s.releaseLease(cfg.Holder)
+	// The lease is renewed while the run lasts; if another replica takes it anyway (this one
+	// stalled past its expiry), the run stops, and storeRun stores nothing without it.
+	runCtx, lost := context.WithCancelCause(ctx)
+	stop := s.keepLease(runCtx, cfg, lost)
+	rec, err := s.settle(runCtx, cfg, progress)
+	stop()
+	if cause := context.Cause(runCtx); err != nil && errors.Is(cause, errLeaseLost) {
+		err = cause
+	}
+	lost(nil)
+	return rec, err
+}
+
+// errLeaseLost is ErrRunInProgress for a run whose lease another replica took meanwhile.
+var errLeaseLost = fmt.Errorf("%w: another replica took the settlement lease during this run; nothing was stored", ErrRunInProgress)
+
+// keepLease renews cfg.Holder's lease every third of its TTL until stop is called, and calls
+// lost(errLeaseLost) when the lease is no longer this holder's. A renewal the database fails
+// is tried again at the next tick: storeRun checks the lease before it stores.
+func (s *Store) keepLease(ctx context.Context, cfg settlement.SettleConfig, lost context.CancelCauseFunc) (stop func()) {
+	started := time.Now()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(cfg.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			expires := cfg.Now.Add(time.Since(started)).Add(cfg.LeaseTTL)
+			var held bool
+			err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+				tag, err := tx.Exec(ctx, `UPDATE settlement_lease SET expires_at = $2 WHERE name = 'settlement' AND holder = $1`, cfg.Holder, expires)
+				held = tag.RowsAffected() == 1
+				return err
+			})
+			if err == nil && !held {
+				lost(errLeaseLost)
+				return
+			}
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("renew settlement lease", "holder", cfg.Holder, "err", err)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (s *Store) settle(ctx context.Context, cfg settlement.SettleConfig, progress func(string)) (settlement.RunRecord, error) {
 	progress("closing the period")
 	period, prev, closed, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
 	if err != nil {
@@ -84,7 +139,7 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 		rec.Status = "failed"
 	}
 	progress("storing the run")
-	if err := s.storeRun(ctx, &rec); err != nil {
+	if err := s.storeRun(ctx, &rec, cfg.Holder); err != nil {
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("run %d %s", rec.ID, rec.Status))
@@ -160,14 +215,24 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, 
 	return period, prev.UTC(), closed, err
 }
 
-// storeRun assigns the next run id and writes the run with its lines and matrix.
-func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord) error {
+// storeRun assigns the next run id and writes the run with its lines and matrix, if holder
+// still holds the settlement lease (in the same transaction: a replica that took the lease
+// meanwhile stores its own run, not this one too).
+func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord, holder string) error {
 	checks, err := json.Marshal(rec.Checks)
 	if err != nil {
 		return err
 	}
 	res := rec.Result
 	return s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var current string
+		err := tx.QueryRow(ctx, `SELECT holder FROM settlement_lease WHERE name = 'settlement'`).Scan(&current)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && current != holder) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `SELECT COALESCE(max(id), 0) + 1 FROM settlement_runs`).Scan(&rec.ID); err != nil {
 			return err
 		}
@@ -190,7 +255,7 @@ func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord) error {
 		if rec.Status == "published" {
 			queueStatementReady(&w, rec)
 		}
-		_, err := w.send(ctx, tx)
+		_, err = w.send(ctx, tx)
 		return err
 	})
 }
