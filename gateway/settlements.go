@@ -28,6 +28,8 @@ type Settlements interface {
 	StatementSignature(ctx context.Context, runID int64, partnerID string) (settlement.Signature, bool, error)
 	SaveStatementSignature(ctx context.Context, runID int64, partnerID string, sig settlement.Signature, now time.Time) (settlement.Signature, error)
 	Liability(ctx context.Context, at time.Time) (settlement.LiabilityReport, error)
+	SettlementModel(ctx context.Context) (settlement.Model, error)
+	SetSettlementModel(ctx context.Context, m settlement.Model) (settlement.Model, error)
 }
 
 // settlementService implements coalitionv1.SettlementServiceServer for finance.
@@ -180,6 +182,33 @@ var runStatusToProto = map[string]coalitionv1.RunStatus{
 var modelToProto = map[settlement.Model]coalitionv1.SettlementModel{
 	settlement.ModelHub:       coalitionv1.SettlementModel_SETTLEMENT_MODEL_HUB,
 	settlement.ModelBilateral: coalitionv1.SettlementModel_SETTLEMENT_MODEL_BILATERAL,
+}
+
+// GetSettlementModel returns the model periods closed from now on are settled under.
+func (s *settlementService) GetSettlementModel(ctx context.Context, _ *coalitionv1.GetSettlementModelRequest) (*coalitionv1.GetSettlementModelResponse, error) {
+	m, err := s.store.SettlementModel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &coalitionv1.GetSettlementModelResponse{Model: modelToProto[m]}, nil
+}
+
+// SetSettlementModel chooses the model for periods closed from now on.
+func (s *settlementService) SetSettlementModel(ctx context.Context, req *coalitionv1.SetSettlementModelRequest) (*coalitionv1.SetSettlementModelResponse, error) {
+	var m settlement.Model
+	for model, p := range modelToProto {
+		if p == req.GetModel() {
+			m = model
+		}
+	}
+	if m == "" {
+		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "model", Description: "must be HUB or BILATERAL"}}}
+	}
+	prev, err := s.store.SetSettlementModel(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return &coalitionv1.SetSettlementModelResponse{Model: modelToProto[m], Previous: modelToProto[prev]}, nil
 }
 
 func runToProto(rec settlement.RunRecord) *coalitionv1.Run {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
@@ -49,7 +50,68 @@ statements. The run's checks are printed; a run that fails a check is stored as 
 	o.register(cmd, "finance")
 	cmd.Flags().StringVar(&cutoff, "cutoff", "", "end of the period, RFC 3339 (required)")
 	_ = cmd.MarkFlagRequired("cutoff")
+	cmd.AddCommand(newSettleModelCmd(e))
 	return cmd
+}
+
+// settlementModels are the models `coalition settle model` accepts.
+var settlementModels = map[string]coalitionv1.SettlementModel{
+	"hub":       coalitionv1.SettlementModel_SETTLEMENT_MODEL_HUB,
+	"bilateral": coalitionv1.SettlementModel_SETTLEMENT_MODEL_BILATERAL,
+}
+
+// newSettleModelCmd is `coalition settle model [hub|bilateral]`.
+func newSettleModelCmd(e *env) *cobra.Command {
+	var o clientOptions
+	cmd := &cobra.Command{
+		Use:   "model [hub|bilateral]",
+		Short: "Show or choose the settlement model of periods closed from now on (finance)",
+		Long: `model prints the coalition's settlement model, or sets it. hub (the default): the operator is
+the central counterparty, issuers pay for points issued and redeemers are reimbursed. bilateral:
+each redeemed point is owed by its issuer to the redeemer at the redeemer's rate. The model
+applies to periods closed from now on; a closed period keeps the model it was closed under, so
+its re-runs stay identical.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var want coalitionv1.SettlementModel
+			if len(args) == 1 {
+				m, ok := settlementModels[args[0]]
+				if !ok {
+					return fmt.Errorf("settlement model %q: want hub or bilateral", args[0])
+				}
+				want = m
+			}
+			return o.with(func(conn *grpc.ClientConn) error {
+				c := coalitionv1.NewSettlementServiceClient(conn)
+				if len(args) == 0 {
+					resp, err := c.GetSettlementModel(cmd.Context(), &coalitionv1.GetSettlementModelRequest{})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "settlement model: %s\n", modelName(resp.GetModel()))
+					return nil
+				}
+				resp, err := c.SetSettlementModel(cmd.Context(), &coalitionv1.SetSettlementModelRequest{Model: want})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "settlement model: %s (was %s); periods closed from now on are settled under it, closed periods keep theirs\n",
+					modelName(resp.GetModel()), modelName(resp.GetPrevious()))
+				return nil
+			})
+		},
+	}
+	o.register(cmd, "finance")
+	return cmd
+}
+
+func modelName(m coalitionv1.SettlementModel) string {
+	for name, v := range settlementModels {
+		if v == m {
+			return name
+		}
+	}
+	return m.String()
 }
 
 func printRun(w io.Writer, r *coalitionv1.Run) {

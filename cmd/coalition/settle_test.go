@@ -149,7 +149,20 @@ func TestSettlementCLIWorkedExample(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "acme-air.csv")
 	mustCLI(t, append([]string{"report", "statement", "--run", "1", "--partner", "acme-air", "--out", file}, conn...)...)
-	mustCLI(t, append([]string{"settle", "--cutoff", cutoff}, conn...)...) // re-run of the closed period: run 2
+	// The model switches to bilateral for periods closed from now on; period 1 keeps hub.
+	if out := mustCLI(t, append([]string{"settle", "model"}, conn...)...); !strings.Contains(out, "settlement model: hub") {
+		t.Errorf("settle model: %q, want hub", out)
+	}
+	if out := mustCLI(t, append([]string{"settle", "model", "bilateral"}, conn...)...); !strings.Contains(out, "settlement model: bilateral (was hub)") {
+		t.Errorf("settle model bilateral: %q", out)
+	}
+	if _, err := cli(t, append([]string{"settle", "model", "triangular"}, conn...)...); err == nil || !strings.Contains(err.Error(), `settlement model "triangular": want hub or bilateral`) {
+		t.Errorf("settle model triangular: %v, want an error naming the model", err)
+	}
+	if _, err := cli(t, append([]string{"settle", "model", "hub", "--as", "operator"}, conn...)...); err == nil || !strings.Contains(err.Error(), "may not call") {
+		t.Errorf("settle model as operator: %v, want refused", err)
+	}
+	mustCLI(t, append([]string{"settle", "--cutoff", cutoff}, conn...)...) // re-run of the closed period: run 2, still hub
 	rerun := mustCLI(t, append([]string{"report", "statement", "--run", "2", "--partner", "acme-air"}, conn...)...)
 	original, err := os.ReadFile(file)
 	if err != nil {

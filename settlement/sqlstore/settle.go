@@ -100,7 +100,7 @@ func (s *Store) keepLease(ctx context.Context, cfg settlement.SettleConfig, lost
 
 func (s *Store) settle(ctx context.Context, cfg settlement.SettleConfig, progress func(string)) (settlement.RunRecord, error) {
 	progress("closing the period")
-	period, prev, closed, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
+	period, prev, model, closed, err := s.closePeriod(ctx, cfg.Cutoff.UTC(), cfg.Now)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
@@ -118,21 +118,17 @@ func (s *Store) settle(ctx context.Context, cfg settlement.SettleConfig, progres
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("rolled up %d epochs (%d transactions); epochs through %d are summed", rolled.Rolled, rolled.Transactions, rolled.RolledThrough))
-	model, err := s.Setting(ctx, "settlement_model", string(settlement.ModelHub))
-	if err != nil {
-		return settlement.RunRecord{}, err
-	}
 	progress(fmt.Sprintf("aggregating period %d (%s, %s] on one snapshot", period, prev.Format(time.RFC3339), cfg.Cutoff.UTC().Format(time.RFC3339)))
 	data, err := s.periodData(ctx, period, prev, cfg.Cutoff.UTC(), true)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("pricing %d transactions (%d late) under the %s model", data.Transactions, data.Late, model))
-	res, err := settlement.Compute(settlement.Model(model), data)
+	res, err := settlement.Compute(model, data)
 	if err != nil {
 		return settlement.RunRecord{}, err
 	}
-	rec := settlement.RunRecord{Period: period, PreviousCutoff: prev, Cutoff: cfg.Cutoff.UTC(), Model: settlement.Model(model),
+	rec := settlement.RunRecord{Period: period, PreviousCutoff: prev, Cutoff: cfg.Cutoff.UTC(), Model: model,
 		Currency: res.Currency, Checks: res.Checks, Result: res, Transactions: data.Transactions, Late: data.Late, CreatedAt: cfg.Now}
 	rec.Status = "published"
 	if !res.Passed() {
@@ -177,12 +173,10 @@ func (s *Store) releaseLease(holder string) {
 // closePeriod returns the period ending at cutoff: an already closed one with exactly that
 // cutoff, or a newly closed one (closed true). Closing updates every settlement_state shard; that waits for
 // every ledger transaction that read the open period FOR SHARE, so none of them can commit
-// into a period after it closed.
-func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, time.Time, bool, error) {
-	var period int64
-	var prev time.Time
-	var closed bool
-	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+// into a period after it closed. A new period is stamped with the coalition's settlement model
+// (settlementModelSQL); model is the period's, so a re-run settles it as its first run did.
+func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (period int64, prev time.Time, model settlement.Model, closed bool, err error) {
+	err = s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		closed = false
 		var last int64
 		var lastCutoff *time.Time
@@ -190,7 +184,7 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, 
 			return err
 		}
 		if lastCutoff != nil && !cutoff.After(*lastCutoff) {
-			err := tx.QueryRow(ctx, `SELECT period, previous_cutoff FROM settlement_periods WHERE cutoff = $1`, cutoff).Scan(&period, &prev)
+			err := tx.QueryRow(ctx, `SELECT period, previous_cutoff, model FROM settlement_periods WHERE cutoff = $1`, cutoff).Scan(&period, &prev, &model)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("%w (latest %s)", ErrCutoffBeforeLast, lastCutoff.UTC().Format(time.RFC3339))
 			}
@@ -207,12 +201,41 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (int64, 
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("close period %d: settlement_state is not at that period", period)
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO settlement_periods (period, previous_cutoff, cutoff, closed_at) VALUES ($1, $2, $3, $4)`,
-			period, prev, cutoff, now)
+		err = tx.QueryRow(ctx, `INSERT INTO settlement_periods (period, previous_cutoff, cutoff, closed_at, model)
+			VALUES ($1, $2, $3, $4, (`+settlementModelSQL+`)) RETURNING model`,
+			period, prev, cutoff, now).Scan(&model)
 		closed = err == nil
 		return err
 	})
-	return period, prev.UTC(), closed, err
+	return period, prev.UTC(), model, closed, err
+}
+
+// settlementModelSQL is the coalition's settlement model: its setting, hub by default.
+var settlementModelSQL = `SELECT COALESCE((SELECT value FROM coalition_settings WHERE name = 'settlement_model'), '` + string(settlement.ModelHub) + `')`
+
+// SettlementModel returns the model periods closed from now on are settled under.
+func (s *Store) SettlementModel(ctx context.Context) (settlement.Model, error) {
+	var m settlement.Model
+	err := s.pool.QueryRow(ctx, settlementModelSQL).Scan(&m)
+	return m, err
+}
+
+// SetSettlementModel chooses the model for periods closed from now on and returns the one
+// before; closed periods keep theirs. Errors: a *settlement.ValidationError for another model.
+func (s *Store) SetSettlementModel(ctx context.Context, m settlement.Model) (settlement.Model, error) {
+	if m != settlement.ModelHub && m != settlement.ModelBilateral {
+		return "", &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "model", Description: "must be HUB or BILATERAL"}}}
+	}
+	var previous settlement.Model
+	err := s.runner.Run(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, settlementModelSQL).Scan(&previous); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO coalition_settings (name, value) VALUES ('settlement_model', $1)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, string(m))
+		return err
+	})
+	return previous, err
 }
 
 // storeRun assigns the next run id and writes the run with its lines and matrix, if holder

@@ -121,6 +121,42 @@ func TestSettlementWorkedExampleBilateral(t *testing.T) {
 	}
 }
 
+// A period keeps the model it was closed under: switching to bilateral settles the next period
+// bilaterally, while a re-run of the period closed under hub is hub again, line for line.
+func TestSettlementModelSwitchKeepsClosedPeriods(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.seedTerms(t)
+	ctx := ctxFor(t)
+	if m, err := e.store.SettlementModel(ctx); err != nil || m != settlement.ModelHub {
+		t.Fatalf("default model: %q %v, want hub", m, err)
+	}
+	e.workedExample(t, "M-1")
+	cutoff1 := e.clock.Now().Add(time.Second)
+	e.clock.Advance(time.Hour)
+	run1 := e.settle(t, cutoff1)
+	if prev, err := e.store.SetSettlementModel(ctx, settlement.ModelBilateral); err != nil || prev != settlement.ModelHub {
+		t.Fatalf("SetSettlementModel(bilateral): previous %q, %v; want hub", prev, err)
+	}
+	if _, err := e.store.SetSettlementModel(ctx, "triangular"); err == nil {
+		t.Error("SetSettlementModel accepted an unknown model")
+	}
+	e.workedExample(t, "M-2")
+	cutoff2 := e.clock.Now().Add(time.Second)
+	e.clock.Advance(time.Hour)
+	run2 := e.settle(t, cutoff2)
+	if run2.Model != settlement.ModelBilateral {
+		t.Errorf("period 2 closed after the switch: model %s, want bilateral", run2.Model)
+	}
+	wantNets(t, run2, map[string]string{acme: "-8.50", bean: "-1.70", fuel: "10.20", "operator": "0.00"})
+	rerun := e.settle(t, cutoff1)
+	if rerun.Model != settlement.ModelHub || rerun.Period != 1 {
+		t.Errorf("re-run of period 1: model %s, period %d; want hub, 1", rerun.Model, rerun.Period)
+	}
+	if fmt.Sprint(rerun.Result.Lines) != fmt.Sprint(run1.Result.Lines) || fmt.Sprint(nets(rerun)) != fmt.Sprint(nets(run1)) {
+		t.Errorf("re-run of period 1 after the switch differs:\n%v\n%v", rerun.Result.Lines, run1.Result.Lines)
+	}
+}
+
 // A reversal after the cutoff is a late adjustment of the next period; the closed period,
 // re-run, prices exactly as before.
 func TestSettlementLateReversalLeavesClosedPeriod(t *testing.T) {

@@ -247,6 +247,190 @@ func (RunStatus) EnumDescriptor() ([]byte, []int) {
 	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
 }
 
+// GetSettlementModelRequest asks for the coalition's settlement model.
+type GetSettlementModelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSettlementModelRequest) Reset() {
+	*x = GetSettlementModelRequest{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSettlementModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSettlementModelRequest) ProtoMessage() {}
+
+func (x *GetSettlementModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSettlementModelRequest.ProtoReflect.Descriptor instead.
+func (*GetSettlementModelRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+}
+
+// GetSettlementModelResponse is the coalition's settlement model.
+type GetSettlementModelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model the next closed period gets.
+	Model         SettlementModel `protobuf:"varint,1,opt,name=model,proto3,enum=coalition.v1.SettlementModel" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSettlementModelResponse) Reset() {
+	*x = GetSettlementModelResponse{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSettlementModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSettlementModelResponse) ProtoMessage() {}
+
+func (x *GetSettlementModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSettlementModelResponse.ProtoReflect.Descriptor instead.
+func (*GetSettlementModelResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetSettlementModelResponse) GetModel() SettlementModel {
+	if x != nil {
+		return x.Model
+	}
+	return SettlementModel_SETTLEMENT_MODEL_UNSPECIFIED
+}
+
+// SetSettlementModelRequest chooses the settlement model.
+type SetSettlementModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HUB or BILATERAL.
+	Model         SettlementModel `protobuf:"varint,1,opt,name=model,proto3,enum=coalition.v1.SettlementModel" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSettlementModelRequest) Reset() {
+	*x = SetSettlementModelRequest{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSettlementModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSettlementModelRequest) ProtoMessage() {}
+
+func (x *SetSettlementModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSettlementModelRequest.ProtoReflect.Descriptor instead.
+func (*SetSettlementModelRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SetSettlementModelRequest) GetModel() SettlementModel {
+	if x != nil {
+		return x.Model
+	}
+	return SettlementModel_SETTLEMENT_MODEL_UNSPECIFIED
+}
+
+// SetSettlementModelResponse is the model now in force and the one before it.
+type SetSettlementModelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model the next closed period gets.
+	Model SettlementModel `protobuf:"varint,1,opt,name=model,proto3,enum=coalition.v1.SettlementModel" json:"model,omitempty"`
+	// The model before this call.
+	Previous      SettlementModel `protobuf:"varint,2,opt,name=previous,proto3,enum=coalition.v1.SettlementModel" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSettlementModelResponse) Reset() {
+	*x = SetSettlementModelResponse{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSettlementModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSettlementModelResponse) ProtoMessage() {}
+
+func (x *SetSettlementModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSettlementModelResponse.ProtoReflect.Descriptor instead.
+func (*SetSettlementModelResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SetSettlementModelResponse) GetModel() SettlementModel {
+	if x != nil {
+		return x.Model
+	}
+	return SettlementModel_SETTLEMENT_MODEL_UNSPECIFIED
+}
+
+func (x *SetSettlementModelResponse) GetPrevious() SettlementModel {
+	if x != nil {
+		return x.Previous
+	}
+	return SettlementModel_SETTLEMENT_MODEL_UNSPECIFIED
+}
+
 // ExportReportRequest names the report.
 type ExportReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -266,7 +450,7 @@ type ExportReportRequest struct {
 
 func (x *ExportReportRequest) Reset() {
 	*x = ExportReportRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +462,7 @@ func (x *ExportReportRequest) String() string {
 func (*ExportReportRequest) ProtoMessage() {}
 
 func (x *ExportReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +475,7 @@ func (x *ExportReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReportRequest.ProtoReflect.Descriptor instead.
 func (*ExportReportRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExportReportRequest) GetRunId() int64 {
@@ -344,7 +528,7 @@ type ExportReportResponse struct {
 
 func (x *ExportReportResponse) Reset() {
 	*x = ExportReportResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +540,7 @@ func (x *ExportReportResponse) String() string {
 func (*ExportReportResponse) ProtoMessage() {}
 
 func (x *ExportReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +553,7 @@ func (x *ExportReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReportResponse.ProtoReflect.Descriptor instead.
 func (*ExportReportResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExportReportResponse) GetContent() []byte {
@@ -408,7 +592,7 @@ type VerifyStatementRequest struct {
 
 func (x *VerifyStatementRequest) Reset() {
 	*x = VerifyStatementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +604,7 @@ func (x *VerifyStatementRequest) String() string {
 func (*VerifyStatementRequest) ProtoMessage() {}
 
 func (x *VerifyStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +617,7 @@ func (x *VerifyStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStatementRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStatementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VerifyStatementRequest) GetRunId() int64 {
@@ -472,7 +656,7 @@ type VerifyStatementResponse struct {
 
 func (x *VerifyStatementResponse) Reset() {
 	*x = VerifyStatementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +668,7 @@ func (x *VerifyStatementResponse) String() string {
 func (*VerifyStatementResponse) ProtoMessage() {}
 
 func (x *VerifyStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +681,7 @@ func (x *VerifyStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStatementResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStatementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifyStatementResponse) GetValid() bool {
@@ -536,7 +720,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +732,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +745,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Check) GetName() string {
@@ -622,7 +806,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +818,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +831,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Run) GetId() int64 {
@@ -759,7 +943,7 @@ type RunSettlementRequest struct {
 
 func (x *RunSettlementRequest) Reset() {
 	*x = RunSettlementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +955,7 @@ func (x *RunSettlementRequest) String() string {
 func (*RunSettlementRequest) ProtoMessage() {}
 
 func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +968,7 @@ func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementRequest.ProtoReflect.Descriptor instead.
 func (*RunSettlementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunSettlementRequest) GetCutoff() *timestamppb.Timestamp {
@@ -805,7 +989,7 @@ type RunSettlementResponse struct {
 
 func (x *RunSettlementResponse) Reset() {
 	*x = RunSettlementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1001,7 @@ func (x *RunSettlementResponse) String() string {
 func (*RunSettlementResponse) ProtoMessage() {}
 
 func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1014,7 @@ func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementResponse.ProtoReflect.Descriptor instead.
 func (*RunSettlementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunSettlementResponse) GetRun() *Run {
@@ -851,7 +1035,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1047,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1060,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRunRequest) GetRunId() int64 {
@@ -897,7 +1081,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1093,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1106,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -941,7 +1125,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1137,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1150,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
 }
 
 // ListRunsResponse lists runs newest first.
@@ -980,7 +1164,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1176,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1189,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1041,7 +1225,7 @@ type StatementLine struct {
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1237,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1250,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatementLine) GetKind() string {
@@ -1150,7 +1334,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1346,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1359,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Statement) GetPartnerId() string {
@@ -1247,7 +1431,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1443,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1456,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStatementRequest) GetRunId() int64 {
@@ -1300,7 +1484,7 @@ type GetStatementResponse struct {
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1496,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1509,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStatementResponse) GetStatement() *Statement {
@@ -1352,7 +1536,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1548,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1561,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Position) GetPartnerId() string {
@@ -1423,7 +1607,7 @@ type PaymentInstruction struct {
 
 func (x *PaymentInstruction) Reset() {
 	*x = PaymentInstruction{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1619,7 @@ func (x *PaymentInstruction) String() string {
 func (*PaymentInstruction) ProtoMessage() {}
 
 func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1632,7 @@ func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentInstruction.ProtoReflect.Descriptor instead.
 func (*PaymentInstruction) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PaymentInstruction) GetFrom() string {
@@ -1483,7 +1667,7 @@ type GetPositionsRequest struct {
 
 func (x *GetPositionsRequest) Reset() {
 	*x = GetPositionsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1679,7 @@ func (x *GetPositionsRequest) String() string {
 func (*GetPositionsRequest) ProtoMessage() {}
 
 func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1692,7 @@ func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsRequest.ProtoReflect.Descriptor instead.
 func (*GetPositionsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetPositionsRequest) GetRunId() int64 {
@@ -1543,7 +1727,7 @@ type GetPositionsResponse struct {
 
 func (x *GetPositionsResponse) Reset() {
 	*x = GetPositionsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1739,7 @@ func (x *GetPositionsResponse) String() string {
 func (*GetPositionsResponse) ProtoMessage() {}
 
 func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1752,7 @@ func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsResponse.ProtoReflect.Descriptor instead.
 func (*GetPositionsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetPositionsResponse) GetPositions() []*Position {
@@ -1642,7 +1826,7 @@ type MatrixCell struct {
 
 func (x *MatrixCell) Reset() {
 	*x = MatrixCell{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1838,7 @@ func (x *MatrixCell) String() string {
 func (*MatrixCell) ProtoMessage() {}
 
 func (x *MatrixCell) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1851,7 @@ func (x *MatrixCell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixCell.ProtoReflect.Descriptor instead.
 func (*MatrixCell) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MatrixCell) GetIssuer() string {
@@ -1702,7 +1886,7 @@ type GetMatrixRequest struct {
 
 func (x *GetMatrixRequest) Reset() {
 	*x = GetMatrixRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1898,7 @@ func (x *GetMatrixRequest) String() string {
 func (*GetMatrixRequest) ProtoMessage() {}
 
 func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1911,7 @@ func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixRequest.ProtoReflect.Descriptor instead.
 func (*GetMatrixRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetMatrixRequest) GetRunId() int64 {
@@ -1750,7 +1934,7 @@ type GetMatrixResponse struct {
 
 func (x *GetMatrixResponse) Reset() {
 	*x = GetMatrixResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1946,7 @@ func (x *GetMatrixResponse) String() string {
 func (*GetMatrixResponse) ProtoMessage() {}
 
 func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1959,7 @@ func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixResponse.ProtoReflect.Descriptor instead.
 func (*GetMatrixResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetMatrixResponse) GetCells() []*MatrixCell {
@@ -1813,7 +1997,7 @@ type PartnerRecord struct {
 
 func (x *PartnerRecord) Reset() {
 	*x = PartnerRecord{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2009,7 @@ func (x *PartnerRecord) String() string {
 func (*PartnerRecord) ProtoMessage() {}
 
 func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2022,7 @@ func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerRecord.ProtoReflect.Descriptor instead.
 func (*PartnerRecord) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PartnerRecord) GetReference() string {
@@ -1899,7 +2083,7 @@ type SubmitPartnerRecordsRequest struct {
 
 func (x *SubmitPartnerRecordsRequest) Reset() {
 	*x = SubmitPartnerRecordsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2095,7 @@ func (x *SubmitPartnerRecordsRequest) String() string {
 func (*SubmitPartnerRecordsRequest) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2108,7 @@ func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsRequest.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SubmitPartnerRecordsRequest) GetRunId() int64 {
@@ -1961,7 +2145,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2157,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2170,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecordError) GetLine() int64 {
@@ -2016,7 +2200,7 @@ type SubmitPartnerRecordsResponse struct {
 
 func (x *SubmitPartnerRecordsResponse) Reset() {
 	*x = SubmitPartnerRecordsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2212,7 @@ func (x *SubmitPartnerRecordsResponse) String() string {
 func (*SubmitPartnerRecordsResponse) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2225,7 @@ func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsResponse.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{26}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubmitPartnerRecordsResponse) GetAccepted() int64 {
@@ -2079,7 +2263,7 @@ type ReconItem struct {
 
 func (x *ReconItem) Reset() {
 	*x = ReconItem{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2275,7 @@ func (x *ReconItem) String() string {
 func (*ReconItem) ProtoMessage() {}
 
 func (x *ReconItem) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2288,7 @@ func (x *ReconItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconItem.ProtoReflect.Descriptor instead.
 func (*ReconItem) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{27}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReconItem) GetOutcome() string {
@@ -2162,7 +2346,7 @@ type GetReconciliationRequest struct {
 
 func (x *GetReconciliationRequest) Reset() {
 	*x = GetReconciliationRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2358,7 @@ func (x *GetReconciliationRequest) String() string {
 func (*GetReconciliationRequest) ProtoMessage() {}
 
 func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2371,7 @@ func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationRequest.ProtoReflect.Descriptor instead.
 func (*GetReconciliationRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{28}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetReconciliationRequest) GetRunId() int64 {
@@ -2223,7 +2407,7 @@ type GetReconciliationResponse struct {
 
 func (x *GetReconciliationResponse) Reset() {
 	*x = GetReconciliationResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2419,7 @@ func (x *GetReconciliationResponse) String() string {
 func (*GetReconciliationResponse) ProtoMessage() {}
 
 func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2432,7 @@ func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationResponse.ProtoReflect.Descriptor instead.
 func (*GetReconciliationResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{29}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetReconciliationResponse) GetItems() []*ReconItem {
@@ -2290,7 +2474,15 @@ var File_coalition_v1_settlement_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
+	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1b\n" +
+	"\x19GetSettlementModelRequest\"Q\n" +
+	"\x1aGetSettlementModelResponse\x123\n" +
+	"\x05model\x18\x01 \x01(\x0e2\x1d.coalition.v1.SettlementModelR\x05model\"P\n" +
+	"\x19SetSettlementModelRequest\x123\n" +
+	"\x05model\x18\x01 \x01(\x0e2\x1d.coalition.v1.SettlementModelR\x05model\"\x8c\x01\n" +
+	"\x1aSetSettlementModelResponse\x123\n" +
+	"\x05model\x18\x01 \x01(\x0e2\x1d.coalition.v1.SettlementModelR\x05model\x129\n" +
+	"\bprevious\x18\x02 \x01(\x0e2\x1d.coalition.v1.SettlementModelR\bprevious\"\xd9\x01\n" +
 	"\x13ExportReportRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x03R\x05runId\x12,\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x18.coalition.v1.ReportKindR\x04kind\x12\x1d\n" +
@@ -2457,7 +2649,7 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RUN_STATUS_PUBLISHED\x10\x01\x12\x15\n" +
-	"\x11RUN_STATUS_FAILED\x10\x022\x87\a\n" +
+	"\x11RUN_STATUS_FAILED\x10\x022\xd9\b\n" +
 	"\x11SettlementService\x12X\n" +
 	"\rRunSettlement\x12\".coalition.v1.RunSettlementRequest\x1a#.coalition.v1.RunSettlementResponse\x12C\n" +
 	"\x06GetRun\x12\x1b.coalition.v1.GetRunRequest\x1a\x1c.coalition.v1.GetRunResponse\x12I\n" +
@@ -2468,7 +2660,9 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\x14SubmitPartnerRecords\x12).coalition.v1.SubmitPartnerRecordsRequest\x1a*.coalition.v1.SubmitPartnerRecordsResponse(\x01\x12d\n" +
 	"\x11GetReconciliation\x12&.coalition.v1.GetReconciliationRequest\x1a'.coalition.v1.GetReconciliationResponse\x12U\n" +
 	"\fExportReport\x12!.coalition.v1.ExportReportRequest\x1a\".coalition.v1.ExportReportResponse\x12^\n" +
-	"\x0fVerifyStatement\x12$.coalition.v1.VerifyStatementRequest\x1a%.coalition.v1.VerifyStatementResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
+	"\x0fVerifyStatement\x12$.coalition.v1.VerifyStatementRequest\x1a%.coalition.v1.VerifyStatementResponse\x12g\n" +
+	"\x12GetSettlementModel\x12'.coalition.v1.GetSettlementModelRequest\x1a(.coalition.v1.GetSettlementModelResponse\x12g\n" +
+	"\x12SetSettlementModel\x12'.coalition.v1.SetSettlementModelRequest\x1a(.coalition.v1.SetSettlementModelResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
 
 var (
 	file_coalition_v1_settlement_proto_rawDescOnce sync.Once
@@ -2483,94 +2677,106 @@ func file_coalition_v1_settlement_proto_rawDescGZIP() []byte {
 }
 
 var file_coalition_v1_settlement_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_coalition_v1_settlement_proto_goTypes = []any{
 	(ReportKind)(0),                      // 0: coalition.v1.ReportKind
 	(ReportFormat)(0),                    // 1: coalition.v1.ReportFormat
 	(SettlementModel)(0),                 // 2: coalition.v1.SettlementModel
 	(RunStatus)(0),                       // 3: coalition.v1.RunStatus
-	(*ExportReportRequest)(nil),          // 4: coalition.v1.ExportReportRequest
-	(*ExportReportResponse)(nil),         // 5: coalition.v1.ExportReportResponse
-	(*VerifyStatementRequest)(nil),       // 6: coalition.v1.VerifyStatementRequest
-	(*VerifyStatementResponse)(nil),      // 7: coalition.v1.VerifyStatementResponse
-	(*Check)(nil),                        // 8: coalition.v1.Check
-	(*Run)(nil),                          // 9: coalition.v1.Run
-	(*RunSettlementRequest)(nil),         // 10: coalition.v1.RunSettlementRequest
-	(*RunSettlementResponse)(nil),        // 11: coalition.v1.RunSettlementResponse
-	(*GetRunRequest)(nil),                // 12: coalition.v1.GetRunRequest
-	(*GetRunResponse)(nil),               // 13: coalition.v1.GetRunResponse
-	(*ListRunsRequest)(nil),              // 14: coalition.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),             // 15: coalition.v1.ListRunsResponse
-	(*StatementLine)(nil),                // 16: coalition.v1.StatementLine
-	(*Statement)(nil),                    // 17: coalition.v1.Statement
-	(*GetStatementRequest)(nil),          // 18: coalition.v1.GetStatementRequest
-	(*GetStatementResponse)(nil),         // 19: coalition.v1.GetStatementResponse
-	(*Position)(nil),                     // 20: coalition.v1.Position
-	(*PaymentInstruction)(nil),           // 21: coalition.v1.PaymentInstruction
-	(*GetPositionsRequest)(nil),          // 22: coalition.v1.GetPositionsRequest
-	(*GetPositionsResponse)(nil),         // 23: coalition.v1.GetPositionsResponse
-	(*MatrixCell)(nil),                   // 24: coalition.v1.MatrixCell
-	(*GetMatrixRequest)(nil),             // 25: coalition.v1.GetMatrixRequest
-	(*GetMatrixResponse)(nil),            // 26: coalition.v1.GetMatrixResponse
-	(*PartnerRecord)(nil),                // 27: coalition.v1.PartnerRecord
-	(*SubmitPartnerRecordsRequest)(nil),  // 28: coalition.v1.SubmitPartnerRecordsRequest
-	(*RecordError)(nil),                  // 29: coalition.v1.RecordError
-	(*SubmitPartnerRecordsResponse)(nil), // 30: coalition.v1.SubmitPartnerRecordsResponse
-	(*ReconItem)(nil),                    // 31: coalition.v1.ReconItem
-	(*GetReconciliationRequest)(nil),     // 32: coalition.v1.GetReconciliationRequest
-	(*GetReconciliationResponse)(nil),    // 33: coalition.v1.GetReconciliationResponse
-	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
+	(*GetSettlementModelRequest)(nil),    // 4: coalition.v1.GetSettlementModelRequest
+	(*GetSettlementModelResponse)(nil),   // 5: coalition.v1.GetSettlementModelResponse
+	(*SetSettlementModelRequest)(nil),    // 6: coalition.v1.SetSettlementModelRequest
+	(*SetSettlementModelResponse)(nil),   // 7: coalition.v1.SetSettlementModelResponse
+	(*ExportReportRequest)(nil),          // 8: coalition.v1.ExportReportRequest
+	(*ExportReportResponse)(nil),         // 9: coalition.v1.ExportReportResponse
+	(*VerifyStatementRequest)(nil),       // 10: coalition.v1.VerifyStatementRequest
+	(*VerifyStatementResponse)(nil),      // 11: coalition.v1.VerifyStatementResponse
+	(*Check)(nil),                        // 12: coalition.v1.Check
+	(*Run)(nil),                          // 13: coalition.v1.Run
+	(*RunSettlementRequest)(nil),         // 14: coalition.v1.RunSettlementRequest
+	(*RunSettlementResponse)(nil),        // 15: coalition.v1.RunSettlementResponse
+	(*GetRunRequest)(nil),                // 16: coalition.v1.GetRunRequest
+	(*GetRunResponse)(nil),               // 17: coalition.v1.GetRunResponse
+	(*ListRunsRequest)(nil),              // 18: coalition.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),             // 19: coalition.v1.ListRunsResponse
+	(*StatementLine)(nil),                // 20: coalition.v1.StatementLine
+	(*Statement)(nil),                    // 21: coalition.v1.Statement
+	(*GetStatementRequest)(nil),          // 22: coalition.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),         // 23: coalition.v1.GetStatementResponse
+	(*Position)(nil),                     // 24: coalition.v1.Position
+	(*PaymentInstruction)(nil),           // 25: coalition.v1.PaymentInstruction
+	(*GetPositionsRequest)(nil),          // 26: coalition.v1.GetPositionsRequest
+	(*GetPositionsResponse)(nil),         // 27: coalition.v1.GetPositionsResponse
+	(*MatrixCell)(nil),                   // 28: coalition.v1.MatrixCell
+	(*GetMatrixRequest)(nil),             // 29: coalition.v1.GetMatrixRequest
+	(*GetMatrixResponse)(nil),            // 30: coalition.v1.GetMatrixResponse
+	(*PartnerRecord)(nil),                // 31: coalition.v1.PartnerRecord
+	(*SubmitPartnerRecordsRequest)(nil),  // 32: coalition.v1.SubmitPartnerRecordsRequest
+	(*RecordError)(nil),                  // 33: coalition.v1.RecordError
+	(*SubmitPartnerRecordsResponse)(nil), // 34: coalition.v1.SubmitPartnerRecordsResponse
+	(*ReconItem)(nil),                    // 35: coalition.v1.ReconItem
+	(*GetReconciliationRequest)(nil),     // 36: coalition.v1.GetReconciliationRequest
+	(*GetReconciliationResponse)(nil),    // 37: coalition.v1.GetReconciliationResponse
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
 }
 var file_coalition_v1_settlement_proto_depIdxs = []int32{
-	0,  // 0: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
-	1,  // 1: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
-	34, // 2: coalition.v1.ExportReportRequest.at:type_name -> google.protobuf.Timestamp
-	34, // 3: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
-	34, // 4: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
-	2,  // 5: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
-	3,  // 6: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
-	8,  // 7: coalition.v1.Run.checks:type_name -> coalition.v1.Check
-	34, // 8: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	34, // 9: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
-	9,  // 10: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
-	9,  // 11: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
-	9,  // 12: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
-	34, // 13: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
-	34, // 14: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
-	16, // 15: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
-	17, // 16: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
-	20, // 17: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
-	21, // 18: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
-	24, // 19: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
-	34, // 20: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 21: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
-	29, // 22: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
-	31, // 23: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
-	10, // 24: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
-	12, // 25: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
-	14, // 26: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
-	18, // 27: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
-	22, // 28: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
-	25, // 29: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
-	28, // 30: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
-	32, // 31: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
-	4,  // 32: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
-	6,  // 33: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
-	11, // 34: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
-	13, // 35: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
-	15, // 36: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
-	19, // 37: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
-	23, // 38: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
-	26, // 39: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
-	30, // 40: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
-	33, // 41: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
-	5,  // 42: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
-	7,  // 43: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	2,  // 0: coalition.v1.GetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
+	2,  // 1: coalition.v1.SetSettlementModelRequest.model:type_name -> coalition.v1.SettlementModel
+	2,  // 2: coalition.v1.SetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
+	2,  // 3: coalition.v1.SetSettlementModelResponse.previous:type_name -> coalition.v1.SettlementModel
+	0,  // 4: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
+	1,  // 5: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
+	38, // 6: coalition.v1.ExportReportRequest.at:type_name -> google.protobuf.Timestamp
+	38, // 7: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
+	38, // 8: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
+	2,  // 9: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
+	3,  // 10: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
+	12, // 11: coalition.v1.Run.checks:type_name -> coalition.v1.Check
+	38, // 12: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	38, // 13: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
+	13, // 14: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
+	13, // 15: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
+	13, // 16: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
+	38, // 17: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
+	38, // 18: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
+	20, // 19: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
+	21, // 20: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
+	24, // 21: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
+	25, // 22: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
+	28, // 23: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
+	38, // 24: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
+	31, // 25: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
+	33, // 26: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
+	35, // 27: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
+	14, // 28: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
+	16, // 29: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
+	18, // 30: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
+	22, // 31: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
+	26, // 32: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
+	29, // 33: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
+	32, // 34: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
+	36, // 35: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
+	8,  // 36: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
+	10, // 37: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
+	4,  // 38: coalition.v1.SettlementService.GetSettlementModel:input_type -> coalition.v1.GetSettlementModelRequest
+	6,  // 39: coalition.v1.SettlementService.SetSettlementModel:input_type -> coalition.v1.SetSettlementModelRequest
+	15, // 40: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
+	17, // 41: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
+	19, // 42: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
+	23, // 43: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
+	27, // 44: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
+	30, // 45: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
+	34, // 46: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
+	37, // 47: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
+	9,  // 48: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
+	11, // 49: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
+	5,  // 50: coalition.v1.SettlementService.GetSettlementModel:output_type -> coalition.v1.GetSettlementModelResponse
+	7,  // 51: coalition.v1.SettlementService.SetSettlementModel:output_type -> coalition.v1.SetSettlementModelResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_settlement_proto_init() }
@@ -2584,7 +2790,7 @@ func file_coalition_v1_settlement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_settlement_proto_rawDesc), len(file_coalition_v1_settlement_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

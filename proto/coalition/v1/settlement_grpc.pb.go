@@ -29,6 +29,8 @@ const (
 	SettlementService_GetReconciliation_FullMethodName    = "/coalition.v1.SettlementService/GetReconciliation"
 	SettlementService_ExportReport_FullMethodName         = "/coalition.v1.SettlementService/ExportReport"
 	SettlementService_VerifyStatement_FullMethodName      = "/coalition.v1.SettlementService/VerifyStatement"
+	SettlementService_GetSettlementModel_FullMethodName   = "/coalition.v1.SettlementService/GetSettlementModel"
+	SettlementService_SetSettlementModel_FullMethodName   = "/coalition.v1.SettlementService/SetSettlementModel"
 )
 
 // SettlementServiceClient is the client API for SettlementService service.
@@ -62,6 +64,11 @@ type SettlementServiceClient interface {
 	ExportReport(ctx context.Context, in *ExportReportRequest, opts ...grpc.CallOption) (*ExportReportResponse, error)
 	// VerifyStatement checks a statement file a partner holds against the run's signature.
 	VerifyStatement(ctx context.Context, in *VerifyStatementRequest, opts ...grpc.CallOption) (*VerifyStatementResponse, error)
+	// GetSettlementModel returns the model periods closed from now on are settled under.
+	GetSettlementModel(ctx context.Context, in *GetSettlementModelRequest, opts ...grpc.CallOption) (*GetSettlementModelResponse, error)
+	// SetSettlementModel chooses the model for periods closed from now on. A period keeps the
+	// model it was closed under, so its re-runs stay identical.
+	SetSettlementModel(ctx context.Context, in *SetSettlementModelRequest, opts ...grpc.CallOption) (*SetSettlementModelResponse, error)
 }
 
 type settlementServiceClient struct {
@@ -175,6 +182,26 @@ func (c *settlementServiceClient) VerifyStatement(ctx context.Context, in *Verif
 	return out, nil
 }
 
+func (c *settlementServiceClient) GetSettlementModel(ctx context.Context, in *GetSettlementModelRequest, opts ...grpc.CallOption) (*GetSettlementModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSettlementModelResponse)
+	err := c.cc.Invoke(ctx, SettlementService_GetSettlementModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *settlementServiceClient) SetSettlementModel(ctx context.Context, in *SetSettlementModelRequest, opts ...grpc.CallOption) (*SetSettlementModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSettlementModelResponse)
+	err := c.cc.Invoke(ctx, SettlementService_SetSettlementModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SettlementServiceServer is the server API for SettlementService service.
 // All implementations must embed UnimplementedSettlementServiceServer
 // for forward compatibility.
@@ -206,6 +233,11 @@ type SettlementServiceServer interface {
 	ExportReport(context.Context, *ExportReportRequest) (*ExportReportResponse, error)
 	// VerifyStatement checks a statement file a partner holds against the run's signature.
 	VerifyStatement(context.Context, *VerifyStatementRequest) (*VerifyStatementResponse, error)
+	// GetSettlementModel returns the model periods closed from now on are settled under.
+	GetSettlementModel(context.Context, *GetSettlementModelRequest) (*GetSettlementModelResponse, error)
+	// SetSettlementModel chooses the model for periods closed from now on. A period keeps the
+	// model it was closed under, so its re-runs stay identical.
+	SetSettlementModel(context.Context, *SetSettlementModelRequest) (*SetSettlementModelResponse, error)
 	mustEmbedUnimplementedSettlementServiceServer()
 }
 
@@ -245,6 +277,12 @@ func (UnimplementedSettlementServiceServer) ExportReport(context.Context, *Expor
 }
 func (UnimplementedSettlementServiceServer) VerifyStatement(context.Context, *VerifyStatementRequest) (*VerifyStatementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyStatement not implemented")
+}
+func (UnimplementedSettlementServiceServer) GetSettlementModel(context.Context, *GetSettlementModelRequest) (*GetSettlementModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSettlementModel not implemented")
+}
+func (UnimplementedSettlementServiceServer) SetSettlementModel(context.Context, *SetSettlementModelRequest) (*SetSettlementModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSettlementModel not implemented")
 }
 func (UnimplementedSettlementServiceServer) mustEmbedUnimplementedSettlementServiceServer() {}
 func (UnimplementedSettlementServiceServer) testEmbeddedByValue()                           {}
@@ -436,6 +474,42 @@ func _SettlementService_VerifyStatement_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SettlementService_GetSettlementModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSettlementModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SettlementServiceServer).GetSettlementModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SettlementService_GetSettlementModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SettlementServiceServer).GetSettlementModel(ctx, req.(*GetSettlementModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SettlementService_SetSettlementModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSettlementModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SettlementServiceServer).SetSettlementModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SettlementService_SetSettlementModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SettlementServiceServer).SetSettlementModel(ctx, req.(*SetSettlementModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SettlementService_ServiceDesc is the grpc.ServiceDesc for SettlementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -478,6 +552,14 @@ var SettlementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyStatement",
 			Handler:    _SettlementService_VerifyStatement_Handler,
+		},
+		{
+			MethodName: "GetSettlementModel",
+			Handler:    _SettlementService_GetSettlementModel_Handler,
+		},
+		{
+			MethodName: "SetSettlementModel",
+			Handler:    _SettlementService_SetSettlementModel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

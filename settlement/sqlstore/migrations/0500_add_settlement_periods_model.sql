@@ -1,0 +1,1 @@
+ALTER TABLE settlement_periods ADD COLUMN IF NOT EXISTS model TEXT
