@@ -298,6 +298,7 @@ func queueStatementReady(w *writes, rec *settlement.RunRecord) {
 	w.exec("queue statement_ready events", -1, `INSERT INTO outbox_events
 		(id, partner_id, event_type, member_id, points, at_partner_id, txn_id, created_at, state, next_attempt_at, run_id)
 		SELECT gen_random_uuid(), s.partner_id, $1, '', 0, s.partner_id, $2::UUID, $3, 'pending', $3, $4
-		FROM partner_subscriptions s WHERE s.event_type = $1 AND s.partner_id = ANY($5::TEXT[])`,
-		settlement.EventStatementReady, noTransaction, rec.CreatedAt, rec.ID, partners)
+		FROM partner_subscriptions s WHERE s.event_type = $1 AND s.partner_id = ANY($5::TEXT[])
+		  AND NOT EXISTS (SELECT 1 FROM settlement_runs r WHERE r.period = $6 AND r.status = 'published' AND r.id <> $4)`,
+		settlement.EventStatementReady, noTransaction, rec.CreatedAt, rec.ID, partners, rec.Period)
 }

@@ -36,4 +36,23 @@ func TestSettlementQueuesStatementReady(t *testing.T) {
 	if len(ready) != 1 || ready[0].PartnerID != acme || ready[0].RunID != run.ID {
 		t.Fatalf("statement_ready events = %+v, want one for %s naming run %d", ready, acme, run.ID)
 	}
+	// A re-run of the closed period (identical statements, or a client retrying a run whose
+	// answer it lost) tells nobody again.
+	rerun := e.settle(t, cutoff)
+	if rerun.ID == run.ID || rerun.Period != run.Period {
+		t.Fatalf("re-run: run %d of period %d, want a new run of period %d", rerun.ID, rerun.Period, run.Period)
+	}
+	events, err = e.store.ListOutbox(ctxFor(t), "", settlement.OutboxPending, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range events {
+		if ev.Type == settlement.EventStatementReady {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("statement_ready events after a re-run: %d, want still 1", n)
+	}
 }
