@@ -108,14 +108,7 @@ func (p *devProcess) client(t *testing.T, partner string) coalitionv1.PointsServ
 func TestDevSurvivesSIGKILL(t *testing.T) {
 	requirePostgres(t)
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-devtest-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil { // postgres runs unprivileged when we are root
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-devtest-*")
 	dataDir := filepath.Join(base, "data")
 
 	first := startDev(t, bin, dataDir)

@@ -63,14 +63,7 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-outboxtest-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-outboxtest-*")
 	dataDir := filepath.Join(base, "data")
 	first := startDev(t, bin, dataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

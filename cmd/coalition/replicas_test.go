@@ -116,14 +116,7 @@ func dialBoth(t *testing.T, certs, identity string, addrs ...string) *grpc.Clien
 func TestTwoReplicas(t *testing.T) {
 	requirePostgres(t)
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-replicas-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-replicas-*")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db, err := localpg.Start(ctx, localpg.Config{Dir: filepath.Join(base, "db")})

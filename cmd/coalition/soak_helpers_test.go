@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -27,4 +28,19 @@ func breakBalance(t *testing.T, ctx context.Context, url, member string) {
 	if _, err := conn.Exec(ctx, `UPDATE members SET posted = posted + 1 WHERE id = $1`, member); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// unprivilegedTempDir makes a temporary directory that PostgreSQL, which runs unprivileged
+// when the tests run as root, can use; it is removed at the end of the test.
+func unprivilegedTempDir(t *testing.T, pattern string) string {
+	t.Helper()
+	base, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return base
 }

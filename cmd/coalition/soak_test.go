@@ -20,14 +20,7 @@ import (
 func TestSoak(t *testing.T) {
 	requirePostgres(t)
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-soaktest-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil { // postgres runs unprivileged when we are root
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-soaktest-*")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out strings.Builder
@@ -61,14 +54,7 @@ func TestSoak(t *testing.T) {
 func TestSoakUnderRateLimit(t *testing.T) {
 	requirePostgres(t)
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-soaktest-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-soaktest-*")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out strings.Builder
@@ -98,14 +84,7 @@ func TestSoakUnderRateLimit(t *testing.T) {
 func TestBenchAndVerify(t *testing.T) {
 	requirePostgres(t)
 	bin := buildBinary(t)
-	base, err := os.MkdirTemp("", "coalition-benchtest-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := unprivilegedTempDir(t, "coalition-benchtest-*")
 	g := &soakGateway{bin: bin, dataDir: filepath.Join(base, "data"), grpcAddr: "127.0.0.1:0", logPath: filepath.Join(base, "dev.log"), env: os.Environ()}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
