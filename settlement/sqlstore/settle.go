@@ -184,7 +184,10 @@ func (s *Store) closePeriod(ctx context.Context, cutoff, now time.Time) (period 
 			return err
 		}
 		if lastCutoff != nil && !cutoff.After(*lastCutoff) {
-			err := tx.QueryRow(ctx, `SELECT period, previous_cutoff, model FROM settlement_periods WHERE cutoff = $1`, cutoff).Scan(&period, &prev, &model)
+			// A period closed by a replica older than the model stamp (during a rolling upgrade)
+			// has none: it gets the coalition's model, as runs did before the stamp.
+			err := tx.QueryRow(ctx, `SELECT period, previous_cutoff, COALESCE(model, (`+settlementModelSQL+`))
+				FROM settlement_periods WHERE cutoff = $1`, cutoff).Scan(&period, &prev, &model)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("%w (latest %s)", ErrCutoffBeforeLast, lastCutoff.UTC().Format(time.RFC3339))
 			}
