@@ -141,7 +141,8 @@ func New(cfg Config) (*Server, error) {
 			cfg.Holder, _ = os.Hostname()
 		}
 		coalitionv1.RegisterSettlementServiceServer(gs, &settlementService{store: cfg.Settlements, signer: cfg.Signer,
-			safetyLag: cfg.SettlementSafetyLag, holder: cfg.Holder, now: time.Now, log: cfg.Logger, metrics: metrics})
+			safetyLag: cfg.SettlementSafetyLag, holder: cfg.Holder, now: time.Now, log: cfg.Logger, metrics: metrics,
+			ledger: cfg.Ledger, partners: cfg.Partners})
 	}
 	healthpb.RegisterHealthServer(gs, hs)
 	if cfg.Reflection {

@@ -30,6 +30,7 @@ type Settlements interface {
 	Liability(ctx context.Context, at time.Time) (settlement.LiabilityReport, error)
 	SettlementModel(ctx context.Context) (settlement.Model, error)
 	SetSettlementModel(ctx context.Context, m settlement.Model) (settlement.Model, error)
+	TransactionByReference(ctx context.Context, partnerID, memberID, reference string) (string, error)
 }
 
 // settlementService implements coalitionv1.SettlementServiceServer for finance.
@@ -42,6 +43,9 @@ type settlementService struct {
 	holder    string
 	now       func() time.Time
 	log       *slog.Logger
+	// ledger and partners back PostAdjustment (adjustments.go).
+	ledger   Ledger
+	partners PartnerDirectory
 }
 
 // maxRecordsPerSubmission bounds one reconciliation upload.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coalitionv1 "github.com/coalitionexchange/coalition/proto/coalition/v1"
@@ -79,7 +80,83 @@ func newReconCmd(e *env) *cobra.Command {
 	imp.Flags().Int64Var(&run, "run", 0, "run whose period they cover (required)")
 	_ = imp.MarkFlagRequired("partner")
 	_ = imp.MarkFlagRequired("run")
-	cmd.AddCommand(imp)
+	cmd.AddCommand(imp, newReconAdjustCmd(e))
+	return cmd
+}
+
+// newReconAdjustCmd is `coalition recon adjust award|reverse`: a reconciliation exception
+// settled with a new ledger item on the partner's behalf (SettlementService.PostAdjustment).
+func newReconAdjustCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "adjust",
+		Short: "Settle a reconciliation exception with a ledger item on a partner's behalf (finance)",
+		Long: `adjust books an adjustment for a partner: "award" gives a member points the partner issued
+that the ledger lacks (a record missing here, or one whose points fall short); "reverse" takes
+back points of one of the partner's transactions (a record missing at the partner, or one whose
+points run over). The item lands in the open period, like any late item, and its statement line
+shows up in the next run. --key makes it safe to repeat: the same key books it once.`,
+	}
+	var o clientOptions
+	var req coalitionv1.PostAdjustmentRequest
+	var award coalitionv1.AwardAdjustment
+	var reversal coalitionv1.ReversalAdjustment
+	post := func(cmd *cobra.Command, set func()) error {
+		set()
+		return o.with(func(conn *grpc.ClientConn) error {
+			resp, err := coalitionv1.NewSettlementServiceClient(conn).PostAdjustment(cmd.Context(), &req)
+			if err != nil {
+				return err
+			}
+			t := resp.GetTransaction()
+			replayed := ""
+			if resp.GetReplayed() {
+				replayed = " (replayed: booked earlier with this key)"
+			}
+			fmt.Fprintf(e.stdout, "adjustment %s: %s of %d points for %s, member %s, reference %q%s\n",
+				t.GetId(), strings.ToLower(strings.TrimPrefix(t.GetKind().String(), "TRANSACTION_KIND_")), t.GetPoints(), req.GetPartnerId(), t.GetMemberId(), t.GetReference(), replayed)
+			return nil
+		})
+	}
+	common := func(c *cobra.Command) {
+		o.register(c, "finance")
+		f := c.Flags()
+		f.StringVar(&req.PartnerId, "partner", "", "partner the item is booked for (required)")
+		f.StringVar(&req.IdempotencyKey, "key", "", "idempotency key of the adjustment (required)")
+		f.StringVar(&req.Reason, "reason", "", "why (required)")
+		f.Int64Var(&req.RunId, "run", 0, "the reconciliation run whose exception this settles")
+		for _, name := range []string{"partner", "key", "reason"} {
+			_ = c.MarkFlagRequired(name)
+		}
+	}
+	awardCmd := &cobra.Command{
+		Use:   "award --partner P --key K --reason R --member M --points N --reference REF",
+		Short: "Give a member points the partner issued that the ledger lacks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return post(cmd, func() { req.Adjustment = &coalitionv1.PostAdjustmentRequest_Award{Award: &award} })
+		},
+	}
+	common(awardCmd)
+	awardCmd.Flags().StringVar(&award.MemberId, "member", "", "member (required)")
+	awardCmd.Flags().Int64Var(&award.Points, "points", 0, "points (required)")
+	awardCmd.Flags().StringVar(&award.Reference, "reference", "", "the partner's reference of its record (required)")
+	for _, name := range []string{"member", "points", "reference"} {
+		_ = awardCmd.MarkFlagRequired(name)
+	}
+	reverseCmd := &cobra.Command{
+		Use:   "reverse --partner P --key K --reason R (--transaction ID | --reference REF --member M) [--points N]",
+		Short: "Take back points of one of the partner's transactions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return post(cmd, func() { req.Adjustment = &coalitionv1.PostAdjustmentRequest_Reversal{Reversal: &reversal} })
+		},
+	}
+	common(reverseCmd)
+	reverseCmd.Flags().StringVar(&reversal.TransactionId, "transaction", "", "the transaction's id")
+	reverseCmd.Flags().StringVar(&reversal.Reference, "reference", "", "or its reference (with --member)")
+	reverseCmd.Flags().StringVar(&reversal.MemberId, "member", "", "the member of the transaction named by --reference")
+	reverseCmd.Flags().Int64Var(&reversal.Points, "points", 0, "points to take back (0: all that is left)")
+	cmd.AddCommand(awardCmd, reverseCmd)
 	return cmd
 }
 

@@ -251,3 +251,81 @@ func reconcile(t *testing.T, conn []string, dir string) {
 		t.Errorf("recon report lacks the record missing at the partner:\n%s", report)
 	}
 }
+
+// TestReconAdjustments: finance settles reconciliation exceptions with ledger items on the
+// partners' behalf (coalition recon adjust), once per key, and they are priced by the next run.
+func TestReconAdjustments(t *testing.T) {
+	addr, certs, _ := inProcessDev(t, "--settlement-safety-lag", "1s")
+	conn := []string{"--addr", addr, "--certs-dir", certs}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clients := map[string]coalitionv1.PointsServiceClient{}
+	for _, p := range []string{"acme-air", "bean-coffee"} {
+		c, err := dialPartner(addr, certs, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[p] = coalitionv1.NewPointsServiceClient(c)
+	}
+	if _, err := clients["acme-air"].Award(ctx, &coalitionv1.AwardRequest{IdempotencyKey: "a1", MemberId: "M-ADJ", Points: 1000, Reference: "A-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients["bean-coffee"].Award(ctx, &coalitionv1.AwardRequest{IdempotencyKey: "b1", MemberId: "M-ADJ", Points: 500, Reference: "B-1"}); err != nil {
+		t.Fatal(err)
+	}
+	available := func() int64 {
+		t.Helper()
+		resp, err := clients["acme-air"].GetBalance(ctx, &coalitionv1.GetBalanceRequest{MemberId: "M-ADJ"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetBalance().GetAvailable()
+	}
+	awardArgs := append([]string{"recon", "adjust", "award", "--partner", "acme-air", "--key", "k1", "--reason", "missing here: A-2",
+		"--member", "M-ADJ", "--points", "50", "--reference", "A-2"}, conn...)
+	if out := mustCLI(t, awardArgs...); !strings.Contains(out, `award of 50 points for acme-air, member M-ADJ, reference "A-2"`) {
+		t.Errorf("adjust award: %q", out)
+	}
+	if out := mustCLI(t, awardArgs...); !strings.Contains(out, "replayed") {
+		t.Errorf("adjust award again with the same key: %q, want a replay", out)
+	}
+	if got := available(); got != 1550 {
+		t.Errorf("available after the award adjustment (twice, one key): %d, want 1550", got)
+	}
+	out := mustCLI(t, append([]string{"recon", "adjust", "reverse", "--partner", "bean-coffee", "--key", "k2", "--reason", "not in their books",
+		"--reference", "B-1", "--member", "M-ADJ", "--points", "100"}, conn...)...)
+	if !strings.Contains(out, "reversal of 100 points for bean-coffee") {
+		t.Errorf("adjust reverse: %q", out)
+	}
+	if got := available(); got != 1450 {
+		t.Errorf("available after reversing 100: %d, want 1450", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"reverse", "--partner", "bean-coffee", "--key", "k3", "--reason", "r", "--reference", "B-1", "--member", "M-ADJ", "--transaction", "x"}, "reversal"},
+		{[]string{"reverse", "--partner", "bean-coffee", "--key", "k3", "--reason", "r", "--reference", "B-9", "--member", "M-ADJ"}, "NotFound"},
+		{[]string{"award", "--partner", "ghost-air", "--key", "k3", "--reason", "r", "--member", "M-ADJ", "--points", "5", "--reference", "G"}, "not registered"},
+		{[]string{"award", "--partner", "acme-air", "--key", "k3", "--reason", "r", "--member", "M-ADJ", "--points", "5", "--reference", "G", "--as", "partner-acme-air"}, "may not call"},
+	} {
+		_, err := cli(t, append(append([]string{"recon", "adjust"}, tc.args...), conn...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("recon adjust %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	if got := available(); got != 1450 {
+		t.Errorf("available after refused adjustments: %d, want still 1450", got)
+	}
+	// The run prices them: acme-air issued 1050 at 0.0100; bean-coffee pays 500 at 0.0120 and
+	// gets 100 of them back.
+	cutoff := time.Now().Add(time.Second).UTC().Truncate(time.Second).Format(time.RFC3339)
+	settleWhenAllowed(t, conn, cutoff)
+	positions := mustCLI(t, append([]string{"report", "positions", "--run", "1"}, conn...)...)
+	for _, want := range []string{"position,acme-air,10.50,0.00,-10.50", "position,bean-coffee,6.00,1.20,-4.80"} {
+		if !strings.Contains(positions, want) {
+			t.Errorf("positions lack %q:\n%s", want, positions)
+		}
+	}
+}

@@ -97,3 +97,28 @@ func (s *Store) SetMemberStatus(ctx context.Context, memberID, status string) er
 		return err
 	})
 }
+
+// TransactionByReference returns the id of partnerID's award, redemption or capture with
+// memberID and reference (read through the partner-and-member index). Errors:
+// settlement.ErrTransactionNotFound when there is none; a *settlement.ValidationError when the
+// reference names several (the caller must give the transaction's id).
+func (s *Store) TransactionByReference(ctx context.Context, partnerID, memberID, reference string) (string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::TEXT FROM transactions
+		WHERE partner_id = $1 AND member_id = $2 AND reference = $3 AND kind IN ('award', 'redeem', 'capture')
+		ORDER BY created_at, id LIMIT 3`, partnerID, memberID, reference)
+	if err != nil {
+		return "", fmt.Errorf("find transaction by reference: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("find transaction by reference: %w", err)
+	}
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("%w: no award, redemption or capture of %s with member %s and reference %q", settlement.ErrTransactionNotFound, partnerID, memberID, reference)
+	case 1:
+		return ids[0], nil
+	}
+	return "", &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "reversal.reference",
+		Description: fmt.Sprintf("names %d or more transactions of %s with member %s: give reversal.transaction_id", len(ids), partnerID, memberID)}}}
+}

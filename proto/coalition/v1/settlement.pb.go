@@ -247,6 +247,323 @@ func (RunStatus) EnumDescriptor() ([]byte, []int) {
 	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
 }
 
+// PostAdjustmentRequest is one adjustment, applied once per idempotency key.
+type PostAdjustmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-128 characters; the same key returns the first answer (keys are finance's own, apart
+	// from the partner's).
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// The partner the ledger item is booked for.
+	PartnerId string `protobuf:"bytes,2,opt,name=partner_id,json=partnerId,proto3" json:"partner_id,omitempty"`
+	// Why: 1-256 characters, kept in the transaction's metadata or reason.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The reconciliation run it settles an exception of (0: none); kept with an award.
+	RunId int64 `protobuf:"varint,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// What to book.
+	//
+	// Types that are valid to be assigned to Adjustment:
+	//
+	//	*PostAdjustmentRequest_Award
+	//	*PostAdjustmentRequest_Reversal
+	Adjustment    isPostAdjustmentRequest_Adjustment `protobuf_oneof:"adjustment"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostAdjustmentRequest) Reset() {
+	*x = PostAdjustmentRequest{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostAdjustmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostAdjustmentRequest) ProtoMessage() {}
+
+func (x *PostAdjustmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostAdjustmentRequest.ProtoReflect.Descriptor instead.
+func (*PostAdjustmentRequest) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PostAdjustmentRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *PostAdjustmentRequest) GetPartnerId() string {
+	if x != nil {
+		return x.PartnerId
+	}
+	return ""
+}
+
+func (x *PostAdjustmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PostAdjustmentRequest) GetRunId() int64 {
+	if x != nil {
+		return x.RunId
+	}
+	return 0
+}
+
+func (x *PostAdjustmentRequest) GetAdjustment() isPostAdjustmentRequest_Adjustment {
+	if x != nil {
+		return x.Adjustment
+	}
+	return nil
+}
+
+func (x *PostAdjustmentRequest) GetAward() *AwardAdjustment {
+	if x != nil {
+		if x, ok := x.Adjustment.(*PostAdjustmentRequest_Award); ok {
+			return x.Award
+		}
+	}
+	return nil
+}
+
+func (x *PostAdjustmentRequest) GetReversal() *ReversalAdjustment {
+	if x != nil {
+		if x, ok := x.Adjustment.(*PostAdjustmentRequest_Reversal); ok {
+			return x.Reversal
+		}
+	}
+	return nil
+}
+
+type isPostAdjustmentRequest_Adjustment interface {
+	isPostAdjustmentRequest_Adjustment()
+}
+
+type PostAdjustmentRequest_Award struct {
+	// Points the partner issued that the ledger lacks.
+	Award *AwardAdjustment `protobuf:"bytes,5,opt,name=award,proto3,oneof"`
+}
+
+type PostAdjustmentRequest_Reversal struct {
+	// Points of a partner's transaction to take back.
+	Reversal *ReversalAdjustment `protobuf:"bytes,6,opt,name=reversal,proto3,oneof"`
+}
+
+func (*PostAdjustmentRequest_Award) isPostAdjustmentRequest_Adjustment() {}
+
+func (*PostAdjustmentRequest_Reversal) isPostAdjustmentRequest_Adjustment() {}
+
+// AwardAdjustment awards points to a member as issued by the partner.
+type AwardAdjustment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member.
+	MemberId string `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Points, 1 to 1,000,000,000.
+	Points int64 `protobuf:"varint,2,opt,name=points,proto3" json:"points,omitempty"`
+	// The partner's reference (its record's), so the item matches its books.
+	Reference     string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwardAdjustment) Reset() {
+	*x = AwardAdjustment{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwardAdjustment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwardAdjustment) ProtoMessage() {}
+
+func (x *AwardAdjustment) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwardAdjustment.ProtoReflect.Descriptor instead.
+func (*AwardAdjustment) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AwardAdjustment) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *AwardAdjustment) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *AwardAdjustment) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+// ReversalAdjustment reverses points of one of the partner's transactions, named by its id or
+// by its member and reference (which must then name exactly one award, redemption or capture).
+type ReversalAdjustment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transaction's id.
+	TransactionId string `protobuf:"bytes,1,opt,name=transaction_id,json=transactionId,proto3" json:"transaction_id,omitempty"`
+	// Or its reference, with member_id.
+	Reference string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The member of the transaction named by reference.
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Points to take back; 0 means all that is left.
+	Points        int64 `protobuf:"varint,4,opt,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReversalAdjustment) Reset() {
+	*x = ReversalAdjustment{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReversalAdjustment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReversalAdjustment) ProtoMessage() {}
+
+func (x *ReversalAdjustment) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReversalAdjustment.ProtoReflect.Descriptor instead.
+func (*ReversalAdjustment) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReversalAdjustment) GetTransactionId() string {
+	if x != nil {
+		return x.TransactionId
+	}
+	return ""
+}
+
+func (x *ReversalAdjustment) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *ReversalAdjustment) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *ReversalAdjustment) GetPoints() int64 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+// PostAdjustmentResponse is the ledger item booked.
+type PostAdjustmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The award or reversal transaction.
+	Transaction *Transaction `protobuf:"bytes,1,opt,name=transaction,proto3" json:"transaction,omitempty"`
+	// True when this response was returned from the idempotency record.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostAdjustmentResponse) Reset() {
+	*x = PostAdjustmentResponse{}
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostAdjustmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostAdjustmentResponse) ProtoMessage() {}
+
+func (x *PostAdjustmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostAdjustmentResponse.ProtoReflect.Descriptor instead.
+func (*PostAdjustmentResponse) Descriptor() ([]byte, []int) {
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PostAdjustmentResponse) GetTransaction() *Transaction {
+	if x != nil {
+		return x.Transaction
+	}
+	return nil
+}
+
+func (x *PostAdjustmentResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
 // GetSettlementModelRequest asks for the coalition's settlement model.
 type GetSettlementModelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -256,7 +573,7 @@ type GetSettlementModelRequest struct {
 
 func (x *GetSettlementModelRequest) Reset() {
 	*x = GetSettlementModelRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +585,7 @@ func (x *GetSettlementModelRequest) String() string {
 func (*GetSettlementModelRequest) ProtoMessage() {}
 
 func (x *GetSettlementModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[0]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +598,7 @@ func (x *GetSettlementModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModelRequest.ProtoReflect.Descriptor instead.
 func (*GetSettlementModelRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{0}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
 }
 
 // GetSettlementModelResponse is the coalition's settlement model.
@@ -295,7 +612,7 @@ type GetSettlementModelResponse struct {
 
 func (x *GetSettlementModelResponse) Reset() {
 	*x = GetSettlementModelResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +624,7 @@ func (x *GetSettlementModelResponse) String() string {
 func (*GetSettlementModelResponse) ProtoMessage() {}
 
 func (x *GetSettlementModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[1]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +637,7 @@ func (x *GetSettlementModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModelResponse.ProtoReflect.Descriptor instead.
 func (*GetSettlementModelResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{1}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSettlementModelResponse) GetModel() SettlementModel {
@@ -341,7 +658,7 @@ type SetSettlementModelRequest struct {
 
 func (x *SetSettlementModelRequest) Reset() {
 	*x = SetSettlementModelRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +670,7 @@ func (x *SetSettlementModelRequest) String() string {
 func (*SetSettlementModelRequest) ProtoMessage() {}
 
 func (x *SetSettlementModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[2]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +683,7 @@ func (x *SetSettlementModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModelRequest.ProtoReflect.Descriptor instead.
 func (*SetSettlementModelRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{2}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetSettlementModelRequest) GetModel() SettlementModel {
@@ -389,7 +706,7 @@ type SetSettlementModelResponse struct {
 
 func (x *SetSettlementModelResponse) Reset() {
 	*x = SetSettlementModelResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +718,7 @@ func (x *SetSettlementModelResponse) String() string {
 func (*SetSettlementModelResponse) ProtoMessage() {}
 
 func (x *SetSettlementModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[3]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +731,7 @@ func (x *SetSettlementModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModelResponse.ProtoReflect.Descriptor instead.
 func (*SetSettlementModelResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{3}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetSettlementModelResponse) GetModel() SettlementModel {
@@ -450,7 +767,7 @@ type ExportReportRequest struct {
 
 func (x *ExportReportRequest) Reset() {
 	*x = ExportReportRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +779,7 @@ func (x *ExportReportRequest) String() string {
 func (*ExportReportRequest) ProtoMessage() {}
 
 func (x *ExportReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[4]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +792,7 @@ func (x *ExportReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReportRequest.ProtoReflect.Descriptor instead.
 func (*ExportReportRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{4}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExportReportRequest) GetRunId() int64 {
@@ -528,7 +845,7 @@ type ExportReportResponse struct {
 
 func (x *ExportReportResponse) Reset() {
 	*x = ExportReportResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +857,7 @@ func (x *ExportReportResponse) String() string {
 func (*ExportReportResponse) ProtoMessage() {}
 
 func (x *ExportReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[5]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +870,7 @@ func (x *ExportReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReportResponse.ProtoReflect.Descriptor instead.
 func (*ExportReportResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{5}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExportReportResponse) GetContent() []byte {
@@ -592,7 +909,7 @@ type VerifyStatementRequest struct {
 
 func (x *VerifyStatementRequest) Reset() {
 	*x = VerifyStatementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +921,7 @@ func (x *VerifyStatementRequest) String() string {
 func (*VerifyStatementRequest) ProtoMessage() {}
 
 func (x *VerifyStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[6]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +934,7 @@ func (x *VerifyStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStatementRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStatementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{6}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifyStatementRequest) GetRunId() int64 {
@@ -656,7 +973,7 @@ type VerifyStatementResponse struct {
 
 func (x *VerifyStatementResponse) Reset() {
 	*x = VerifyStatementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +985,7 @@ func (x *VerifyStatementResponse) String() string {
 func (*VerifyStatementResponse) ProtoMessage() {}
 
 func (x *VerifyStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[7]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +998,7 @@ func (x *VerifyStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStatementResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStatementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{7}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyStatementResponse) GetValid() bool {
@@ -720,7 +1037,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +1049,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[8]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +1062,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{8}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Check) GetName() string {
@@ -806,7 +1123,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1135,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[9]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1148,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{9}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Run) GetId() int64 {
@@ -943,7 +1260,7 @@ type RunSettlementRequest struct {
 
 func (x *RunSettlementRequest) Reset() {
 	*x = RunSettlementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1272,7 @@ func (x *RunSettlementRequest) String() string {
 func (*RunSettlementRequest) ProtoMessage() {}
 
 func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[10]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1285,7 @@ func (x *RunSettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementRequest.ProtoReflect.Descriptor instead.
 func (*RunSettlementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{10}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunSettlementRequest) GetCutoff() *timestamppb.Timestamp {
@@ -989,7 +1306,7 @@ type RunSettlementResponse struct {
 
 func (x *RunSettlementResponse) Reset() {
 	*x = RunSettlementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1318,7 @@ func (x *RunSettlementResponse) String() string {
 func (*RunSettlementResponse) ProtoMessage() {}
 
 func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[11]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1331,7 @@ func (x *RunSettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSettlementResponse.ProtoReflect.Descriptor instead.
 func (*RunSettlementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{11}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunSettlementResponse) GetRun() *Run {
@@ -1035,7 +1352,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1364,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[12]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1377,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{12}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRunRequest) GetRunId() int64 {
@@ -1081,7 +1398,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1410,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[13]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1423,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{13}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1125,7 +1442,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1454,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[14]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1467,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{14}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
 }
 
 // ListRunsResponse lists runs newest first.
@@ -1164,7 +1481,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1493,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[15]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1506,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{15}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1225,7 +1542,7 @@ type StatementLine struct {
 
 func (x *StatementLine) Reset() {
 	*x = StatementLine{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1554,7 @@ func (x *StatementLine) String() string {
 func (*StatementLine) ProtoMessage() {}
 
 func (x *StatementLine) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[16]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1567,7 @@ func (x *StatementLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
 func (*StatementLine) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{16}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatementLine) GetKind() string {
@@ -1334,7 +1651,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1663,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[17]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1676,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{17}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Statement) GetPartnerId() string {
@@ -1431,7 +1748,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1760,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[18]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1773,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{18}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetStatementRequest) GetRunId() int64 {
@@ -1484,7 +1801,7 @@ type GetStatementResponse struct {
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1813,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[19]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1826,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{19}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetStatementResponse) GetStatement() *Statement {
@@ -1536,7 +1853,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1865,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[20]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1878,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{20}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Position) GetPartnerId() string {
@@ -1607,7 +1924,7 @@ type PaymentInstruction struct {
 
 func (x *PaymentInstruction) Reset() {
 	*x = PaymentInstruction{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1936,7 @@ func (x *PaymentInstruction) String() string {
 func (*PaymentInstruction) ProtoMessage() {}
 
 func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[21]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1949,7 @@ func (x *PaymentInstruction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentInstruction.ProtoReflect.Descriptor instead.
 func (*PaymentInstruction) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{21}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PaymentInstruction) GetFrom() string {
@@ -1667,7 +1984,7 @@ type GetPositionsRequest struct {
 
 func (x *GetPositionsRequest) Reset() {
 	*x = GetPositionsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1996,7 @@ func (x *GetPositionsRequest) String() string {
 func (*GetPositionsRequest) ProtoMessage() {}
 
 func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[22]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +2009,7 @@ func (x *GetPositionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsRequest.ProtoReflect.Descriptor instead.
 func (*GetPositionsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{22}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetPositionsRequest) GetRunId() int64 {
@@ -1727,7 +2044,7 @@ type GetPositionsResponse struct {
 
 func (x *GetPositionsResponse) Reset() {
 	*x = GetPositionsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +2056,7 @@ func (x *GetPositionsResponse) String() string {
 func (*GetPositionsResponse) ProtoMessage() {}
 
 func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[23]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +2069,7 @@ func (x *GetPositionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPositionsResponse.ProtoReflect.Descriptor instead.
 func (*GetPositionsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{23}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetPositionsResponse) GetPositions() []*Position {
@@ -1826,7 +2143,7 @@ type MatrixCell struct {
 
 func (x *MatrixCell) Reset() {
 	*x = MatrixCell{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +2155,7 @@ func (x *MatrixCell) String() string {
 func (*MatrixCell) ProtoMessage() {}
 
 func (x *MatrixCell) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[24]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +2168,7 @@ func (x *MatrixCell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatrixCell.ProtoReflect.Descriptor instead.
 func (*MatrixCell) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{24}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MatrixCell) GetIssuer() string {
@@ -1886,7 +2203,7 @@ type GetMatrixRequest struct {
 
 func (x *GetMatrixRequest) Reset() {
 	*x = GetMatrixRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2215,7 @@ func (x *GetMatrixRequest) String() string {
 func (*GetMatrixRequest) ProtoMessage() {}
 
 func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[25]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2228,7 @@ func (x *GetMatrixRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixRequest.ProtoReflect.Descriptor instead.
 func (*GetMatrixRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{25}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetMatrixRequest) GetRunId() int64 {
@@ -1934,7 +2251,7 @@ type GetMatrixResponse struct {
 
 func (x *GetMatrixResponse) Reset() {
 	*x = GetMatrixResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2263,7 @@ func (x *GetMatrixResponse) String() string {
 func (*GetMatrixResponse) ProtoMessage() {}
 
 func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[26]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2276,7 @@ func (x *GetMatrixResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMatrixResponse.ProtoReflect.Descriptor instead.
 func (*GetMatrixResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{26}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetMatrixResponse) GetCells() []*MatrixCell {
@@ -1997,7 +2314,7 @@ type PartnerRecord struct {
 
 func (x *PartnerRecord) Reset() {
 	*x = PartnerRecord{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2326,7 @@ func (x *PartnerRecord) String() string {
 func (*PartnerRecord) ProtoMessage() {}
 
 func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[27]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2339,7 @@ func (x *PartnerRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerRecord.ProtoReflect.Descriptor instead.
 func (*PartnerRecord) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{27}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PartnerRecord) GetReference() string {
@@ -2083,7 +2400,7 @@ type SubmitPartnerRecordsRequest struct {
 
 func (x *SubmitPartnerRecordsRequest) Reset() {
 	*x = SubmitPartnerRecordsRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2412,7 @@ func (x *SubmitPartnerRecordsRequest) String() string {
 func (*SubmitPartnerRecordsRequest) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[28]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2425,7 @@ func (x *SubmitPartnerRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsRequest.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{28}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitPartnerRecordsRequest) GetRunId() int64 {
@@ -2145,7 +2462,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2474,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[29]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2487,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{29}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecordError) GetLine() int64 {
@@ -2200,7 +2517,7 @@ type SubmitPartnerRecordsResponse struct {
 
 func (x *SubmitPartnerRecordsResponse) Reset() {
 	*x = SubmitPartnerRecordsResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2529,7 @@ func (x *SubmitPartnerRecordsResponse) String() string {
 func (*SubmitPartnerRecordsResponse) ProtoMessage() {}
 
 func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[30]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2542,7 @@ func (x *SubmitPartnerRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitPartnerRecordsResponse.ProtoReflect.Descriptor instead.
 func (*SubmitPartnerRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{30}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubmitPartnerRecordsResponse) GetAccepted() int64 {
@@ -2263,7 +2580,7 @@ type ReconItem struct {
 
 func (x *ReconItem) Reset() {
 	*x = ReconItem{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2592,7 @@ func (x *ReconItem) String() string {
 func (*ReconItem) ProtoMessage() {}
 
 func (x *ReconItem) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[31]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2605,7 @@ func (x *ReconItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconItem.ProtoReflect.Descriptor instead.
 func (*ReconItem) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{31}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReconItem) GetOutcome() string {
@@ -2346,7 +2663,7 @@ type GetReconciliationRequest struct {
 
 func (x *GetReconciliationRequest) Reset() {
 	*x = GetReconciliationRequest{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2675,7 @@ func (x *GetReconciliationRequest) String() string {
 func (*GetReconciliationRequest) ProtoMessage() {}
 
 func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[32]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2688,7 @@ func (x *GetReconciliationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationRequest.ProtoReflect.Descriptor instead.
 func (*GetReconciliationRequest) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{32}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetReconciliationRequest) GetRunId() int64 {
@@ -2407,7 +2724,7 @@ type GetReconciliationResponse struct {
 
 func (x *GetReconciliationResponse) Reset() {
 	*x = GetReconciliationResponse{}
-	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2736,7 @@ func (x *GetReconciliationResponse) String() string {
 func (*GetReconciliationResponse) ProtoMessage() {}
 
 func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coalition_v1_settlement_proto_msgTypes[33]
+	mi := &file_coalition_v1_settlement_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2749,7 @@ func (x *GetReconciliationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReconciliationResponse.ProtoReflect.Descriptor instead.
 func (*GetReconciliationResponse) Descriptor() ([]byte, []int) {
-	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{33}
+	return file_coalition_v1_settlement_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetReconciliationResponse) GetItems() []*ReconItem {
@@ -2474,7 +2791,29 @@ var File_coalition_v1_settlement_proto protoreflect.FileDescriptor
 
 const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1b\n" +
+	"\x1dcoalition/v1/settlement.proto\x12\fcoalition.v1\x1a\x19coalition/v1/ledger.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n" +
+	"\x15PostAdjustmentRequest\x12'\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\n" +
+	"partner_id\x18\x02 \x01(\tR\tpartnerId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\x03R\x05runId\x125\n" +
+	"\x05award\x18\x05 \x01(\v2\x1d.coalition.v1.AwardAdjustmentH\x00R\x05award\x12>\n" +
+	"\breversal\x18\x06 \x01(\v2 .coalition.v1.ReversalAdjustmentH\x00R\breversalB\f\n" +
+	"\n" +
+	"adjustment\"d\n" +
+	"\x0fAwardAdjustment\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x16\n" +
+	"\x06points\x18\x02 \x01(\x03R\x06points\x12\x1c\n" +
+	"\treference\x18\x03 \x01(\tR\treference\"\x8e\x01\n" +
+	"\x12ReversalAdjustment\x12%\n" +
+	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x1c\n" +
+	"\treference\x18\x02 \x01(\tR\treference\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x16\n" +
+	"\x06points\x18\x04 \x01(\x03R\x06points\"q\n" +
+	"\x16PostAdjustmentResponse\x12;\n" +
+	"\vtransaction\x18\x01 \x01(\v2\x19.coalition.v1.TransactionR\vtransaction\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\x1b\n" +
 	"\x19GetSettlementModelRequest\"Q\n" +
 	"\x1aGetSettlementModelResponse\x123\n" +
 	"\x05model\x18\x01 \x01(\x0e2\x1d.coalition.v1.SettlementModelR\x05model\"P\n" +
@@ -2649,7 +2988,7 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RUN_STATUS_PUBLISHED\x10\x01\x12\x15\n" +
-	"\x11RUN_STATUS_FAILED\x10\x022\xd9\b\n" +
+	"\x11RUN_STATUS_FAILED\x10\x022\xb6\t\n" +
 	"\x11SettlementService\x12X\n" +
 	"\rRunSettlement\x12\".coalition.v1.RunSettlementRequest\x1a#.coalition.v1.RunSettlementResponse\x12C\n" +
 	"\x06GetRun\x12\x1b.coalition.v1.GetRunRequest\x1a\x1c.coalition.v1.GetRunResponse\x12I\n" +
@@ -2662,7 +3001,8 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\fExportReport\x12!.coalition.v1.ExportReportRequest\x1a\".coalition.v1.ExportReportResponse\x12^\n" +
 	"\x0fVerifyStatement\x12$.coalition.v1.VerifyStatementRequest\x1a%.coalition.v1.VerifyStatementResponse\x12g\n" +
 	"\x12GetSettlementModel\x12'.coalition.v1.GetSettlementModelRequest\x1a(.coalition.v1.GetSettlementModelResponse\x12g\n" +
-	"\x12SetSettlementModel\x12'.coalition.v1.SetSettlementModelRequest\x1a(.coalition.v1.SetSettlementModelResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
+	"\x12SetSettlementModel\x12'.coalition.v1.SetSettlementModelRequest\x1a(.coalition.v1.SetSettlementModelResponse\x12[\n" +
+	"\x0ePostAdjustment\x12#.coalition.v1.PostAdjustmentRequest\x1a$.coalition.v1.PostAdjustmentResponseBGZEgithub.com/coalitionexchange/coalition/proto/coalition/v1;coalitionv1b\x06proto3"
 
 var (
 	file_coalition_v1_settlement_proto_rawDescOnce sync.Once
@@ -2677,106 +3017,116 @@ func file_coalition_v1_settlement_proto_rawDescGZIP() []byte {
 }
 
 var file_coalition_v1_settlement_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_coalition_v1_settlement_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_coalition_v1_settlement_proto_goTypes = []any{
 	(ReportKind)(0),                      // 0: coalition.v1.ReportKind
 	(ReportFormat)(0),                    // 1: coalition.v1.ReportFormat
 	(SettlementModel)(0),                 // 2: coalition.v1.SettlementModel
 	(RunStatus)(0),                       // 3: coalition.v1.RunStatus
-	(*GetSettlementModelRequest)(nil),    // 4: coalition.v1.GetSettlementModelRequest
-	(*GetSettlementModelResponse)(nil),   // 5: coalition.v1.GetSettlementModelResponse
-	(*SetSettlementModelRequest)(nil),    // 6: coalition.v1.SetSettlementModelRequest
-	(*SetSettlementModelResponse)(nil),   // 7: coalition.v1.SetSettlementModelResponse
-	(*ExportReportRequest)(nil),          // 8: coalition.v1.ExportReportRequest
-	(*ExportReportResponse)(nil),         // 9: coalition.v1.ExportReportResponse
-	(*VerifyStatementRequest)(nil),       // 10: coalition.v1.VerifyStatementRequest
-	(*VerifyStatementResponse)(nil),      // 11: coalition.v1.VerifyStatementResponse
-	(*Check)(nil),                        // 12: coalition.v1.Check
-	(*Run)(nil),                          // 13: coalition.v1.Run
-	(*RunSettlementRequest)(nil),         // 14: coalition.v1.RunSettlementRequest
-	(*RunSettlementResponse)(nil),        // 15: coalition.v1.RunSettlementResponse
-	(*GetRunRequest)(nil),                // 16: coalition.v1.GetRunRequest
-	(*GetRunResponse)(nil),               // 17: coalition.v1.GetRunResponse
-	(*ListRunsRequest)(nil),              // 18: coalition.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),             // 19: coalition.v1.ListRunsResponse
-	(*StatementLine)(nil),                // 20: coalition.v1.StatementLine
-	(*Statement)(nil),                    // 21: coalition.v1.Statement
-	(*GetStatementRequest)(nil),          // 22: coalition.v1.GetStatementRequest
-	(*GetStatementResponse)(nil),         // 23: coalition.v1.GetStatementResponse
-	(*Position)(nil),                     // 24: coalition.v1.Position
-	(*PaymentInstruction)(nil),           // 25: coalition.v1.PaymentInstruction
-	(*GetPositionsRequest)(nil),          // 26: coalition.v1.GetPositionsRequest
-	(*GetPositionsResponse)(nil),         // 27: coalition.v1.GetPositionsResponse
-	(*MatrixCell)(nil),                   // 28: coalition.v1.MatrixCell
-	(*GetMatrixRequest)(nil),             // 29: coalition.v1.GetMatrixRequest
-	(*GetMatrixResponse)(nil),            // 30: coalition.v1.GetMatrixResponse
-	(*PartnerRecord)(nil),                // 31: coalition.v1.PartnerRecord
-	(*SubmitPartnerRecordsRequest)(nil),  // 32: coalition.v1.SubmitPartnerRecordsRequest
-	(*RecordError)(nil),                  // 33: coalition.v1.RecordError
-	(*SubmitPartnerRecordsResponse)(nil), // 34: coalition.v1.SubmitPartnerRecordsResponse
-	(*ReconItem)(nil),                    // 35: coalition.v1.ReconItem
-	(*GetReconciliationRequest)(nil),     // 36: coalition.v1.GetReconciliationRequest
-	(*GetReconciliationResponse)(nil),    // 37: coalition.v1.GetReconciliationResponse
-	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*PostAdjustmentRequest)(nil),        // 4: coalition.v1.PostAdjustmentRequest
+	(*AwardAdjustment)(nil),              // 5: coalition.v1.AwardAdjustment
+	(*ReversalAdjustment)(nil),           // 6: coalition.v1.ReversalAdjustment
+	(*PostAdjustmentResponse)(nil),       // 7: coalition.v1.PostAdjustmentResponse
+	(*GetSettlementModelRequest)(nil),    // 8: coalition.v1.GetSettlementModelRequest
+	(*GetSettlementModelResponse)(nil),   // 9: coalition.v1.GetSettlementModelResponse
+	(*SetSettlementModelRequest)(nil),    // 10: coalition.v1.SetSettlementModelRequest
+	(*SetSettlementModelResponse)(nil),   // 11: coalition.v1.SetSettlementModelResponse
+	(*ExportReportRequest)(nil),          // 12: coalition.v1.ExportReportRequest
+	(*ExportReportResponse)(nil),         // 13: coalition.v1.ExportReportResponse
+	(*VerifyStatementRequest)(nil),       // 14: coalition.v1.VerifyStatementRequest
+	(*VerifyStatementResponse)(nil),      // 15: coalition.v1.VerifyStatementResponse
+	(*Check)(nil),                        // 16: coalition.v1.Check
+	(*Run)(nil),                          // 17: coalition.v1.Run
+	(*RunSettlementRequest)(nil),         // 18: coalition.v1.RunSettlementRequest
+	(*RunSettlementResponse)(nil),        // 19: coalition.v1.RunSettlementResponse
+	(*GetRunRequest)(nil),                // 20: coalition.v1.GetRunRequest
+	(*GetRunResponse)(nil),               // 21: coalition.v1.GetRunResponse
+	(*ListRunsRequest)(nil),              // 22: coalition.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),             // 23: coalition.v1.ListRunsResponse
+	(*StatementLine)(nil),                // 24: coalition.v1.StatementLine
+	(*Statement)(nil),                    // 25: coalition.v1.Statement
+	(*GetStatementRequest)(nil),          // 26: coalition.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),         // 27: coalition.v1.GetStatementResponse
+	(*Position)(nil),                     // 28: coalition.v1.Position
+	(*PaymentInstruction)(nil),           // 29: coalition.v1.PaymentInstruction
+	(*GetPositionsRequest)(nil),          // 30: coalition.v1.GetPositionsRequest
+	(*GetPositionsResponse)(nil),         // 31: coalition.v1.GetPositionsResponse
+	(*MatrixCell)(nil),                   // 32: coalition.v1.MatrixCell
+	(*GetMatrixRequest)(nil),             // 33: coalition.v1.GetMatrixRequest
+	(*GetMatrixResponse)(nil),            // 34: coalition.v1.GetMatrixResponse
+	(*PartnerRecord)(nil),                // 35: coalition.v1.PartnerRecord
+	(*SubmitPartnerRecordsRequest)(nil),  // 36: coalition.v1.SubmitPartnerRecordsRequest
+	(*RecordError)(nil),                  // 37: coalition.v1.RecordError
+	(*SubmitPartnerRecordsResponse)(nil), // 38: coalition.v1.SubmitPartnerRecordsResponse
+	(*ReconItem)(nil),                    // 39: coalition.v1.ReconItem
+	(*GetReconciliationRequest)(nil),     // 40: coalition.v1.GetReconciliationRequest
+	(*GetReconciliationResponse)(nil),    // 41: coalition.v1.GetReconciliationResponse
+	(*Transaction)(nil),                  // 42: coalition.v1.Transaction
+	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
 }
 var file_coalition_v1_settlement_proto_depIdxs = []int32{
-	2,  // 0: coalition.v1.GetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
-	2,  // 1: coalition.v1.SetSettlementModelRequest.model:type_name -> coalition.v1.SettlementModel
-	2,  // 2: coalition.v1.SetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
-	2,  // 3: coalition.v1.SetSettlementModelResponse.previous:type_name -> coalition.v1.SettlementModel
-	0,  // 4: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
-	1,  // 5: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
-	38, // 6: coalition.v1.ExportReportRequest.at:type_name -> google.protobuf.Timestamp
-	38, // 7: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
-	38, // 8: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
-	2,  // 9: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
-	3,  // 10: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
-	12, // 11: coalition.v1.Run.checks:type_name -> coalition.v1.Check
-	38, // 12: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	38, // 13: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
-	13, // 14: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
-	13, // 15: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
-	13, // 16: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
-	38, // 17: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
-	38, // 18: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
-	20, // 19: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
-	21, // 20: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
-	24, // 21: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
-	25, // 22: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
-	28, // 23: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
-	38, // 24: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
-	31, // 25: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
-	33, // 26: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
-	35, // 27: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
-	14, // 28: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
-	16, // 29: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
-	18, // 30: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
-	22, // 31: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
-	26, // 32: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
-	29, // 33: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
-	32, // 34: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
-	36, // 35: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
-	8,  // 36: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
-	10, // 37: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
-	4,  // 38: coalition.v1.SettlementService.GetSettlementModel:input_type -> coalition.v1.GetSettlementModelRequest
-	6,  // 39: coalition.v1.SettlementService.SetSettlementModel:input_type -> coalition.v1.SetSettlementModelRequest
-	15, // 40: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
-	17, // 41: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
-	19, // 42: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
-	23, // 43: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
-	27, // 44: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
-	30, // 45: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
-	34, // 46: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
-	37, // 47: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
-	9,  // 48: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
-	11, // 49: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
-	5,  // 50: coalition.v1.SettlementService.GetSettlementModel:output_type -> coalition.v1.GetSettlementModelResponse
-	7,  // 51: coalition.v1.SettlementService.SetSettlementModel:output_type -> coalition.v1.SetSettlementModelResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 0: coalition.v1.PostAdjustmentRequest.award:type_name -> coalition.v1.AwardAdjustment
+	6,  // 1: coalition.v1.PostAdjustmentRequest.reversal:type_name -> coalition.v1.ReversalAdjustment
+	42, // 2: coalition.v1.PostAdjustmentResponse.transaction:type_name -> coalition.v1.Transaction
+	2,  // 3: coalition.v1.GetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
+	2,  // 4: coalition.v1.SetSettlementModelRequest.model:type_name -> coalition.v1.SettlementModel
+	2,  // 5: coalition.v1.SetSettlementModelResponse.model:type_name -> coalition.v1.SettlementModel
+	2,  // 6: coalition.v1.SetSettlementModelResponse.previous:type_name -> coalition.v1.SettlementModel
+	0,  // 7: coalition.v1.ExportReportRequest.kind:type_name -> coalition.v1.ReportKind
+	1,  // 8: coalition.v1.ExportReportRequest.format:type_name -> coalition.v1.ReportFormat
+	43, // 9: coalition.v1.ExportReportRequest.at:type_name -> google.protobuf.Timestamp
+	43, // 10: coalition.v1.Run.previous_cutoff:type_name -> google.protobuf.Timestamp
+	43, // 11: coalition.v1.Run.cutoff:type_name -> google.protobuf.Timestamp
+	2,  // 12: coalition.v1.Run.model:type_name -> coalition.v1.SettlementModel
+	3,  // 13: coalition.v1.Run.status:type_name -> coalition.v1.RunStatus
+	16, // 14: coalition.v1.Run.checks:type_name -> coalition.v1.Check
+	43, // 15: coalition.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	43, // 16: coalition.v1.RunSettlementRequest.cutoff:type_name -> google.protobuf.Timestamp
+	17, // 17: coalition.v1.RunSettlementResponse.run:type_name -> coalition.v1.Run
+	17, // 18: coalition.v1.GetRunResponse.run:type_name -> coalition.v1.Run
+	17, // 19: coalition.v1.ListRunsResponse.runs:type_name -> coalition.v1.Run
+	43, // 20: coalition.v1.Statement.previous_cutoff:type_name -> google.protobuf.Timestamp
+	43, // 21: coalition.v1.Statement.cutoff:type_name -> google.protobuf.Timestamp
+	24, // 22: coalition.v1.Statement.lines:type_name -> coalition.v1.StatementLine
+	25, // 23: coalition.v1.GetStatementResponse.statement:type_name -> coalition.v1.Statement
+	28, // 24: coalition.v1.GetPositionsResponse.positions:type_name -> coalition.v1.Position
+	29, // 25: coalition.v1.GetPositionsResponse.payments:type_name -> coalition.v1.PaymentInstruction
+	32, // 26: coalition.v1.GetMatrixResponse.cells:type_name -> coalition.v1.MatrixCell
+	43, // 27: coalition.v1.PartnerRecord.occurred_at:type_name -> google.protobuf.Timestamp
+	35, // 28: coalition.v1.SubmitPartnerRecordsRequest.records:type_name -> coalition.v1.PartnerRecord
+	37, // 29: coalition.v1.SubmitPartnerRecordsResponse.errors:type_name -> coalition.v1.RecordError
+	39, // 30: coalition.v1.GetReconciliationResponse.items:type_name -> coalition.v1.ReconItem
+	18, // 31: coalition.v1.SettlementService.RunSettlement:input_type -> coalition.v1.RunSettlementRequest
+	20, // 32: coalition.v1.SettlementService.GetRun:input_type -> coalition.v1.GetRunRequest
+	22, // 33: coalition.v1.SettlementService.ListRuns:input_type -> coalition.v1.ListRunsRequest
+	26, // 34: coalition.v1.SettlementService.GetStatement:input_type -> coalition.v1.GetStatementRequest
+	30, // 35: coalition.v1.SettlementService.GetPositions:input_type -> coalition.v1.GetPositionsRequest
+	33, // 36: coalition.v1.SettlementService.GetMatrix:input_type -> coalition.v1.GetMatrixRequest
+	36, // 37: coalition.v1.SettlementService.SubmitPartnerRecords:input_type -> coalition.v1.SubmitPartnerRecordsRequest
+	40, // 38: coalition.v1.SettlementService.GetReconciliation:input_type -> coalition.v1.GetReconciliationRequest
+	12, // 39: coalition.v1.SettlementService.ExportReport:input_type -> coalition.v1.ExportReportRequest
+	14, // 40: coalition.v1.SettlementService.VerifyStatement:input_type -> coalition.v1.VerifyStatementRequest
+	8,  // 41: coalition.v1.SettlementService.GetSettlementModel:input_type -> coalition.v1.GetSettlementModelRequest
+	10, // 42: coalition.v1.SettlementService.SetSettlementModel:input_type -> coalition.v1.SetSettlementModelRequest
+	4,  // 43: coalition.v1.SettlementService.PostAdjustment:input_type -> coalition.v1.PostAdjustmentRequest
+	19, // 44: coalition.v1.SettlementService.RunSettlement:output_type -> coalition.v1.RunSettlementResponse
+	21, // 45: coalition.v1.SettlementService.GetRun:output_type -> coalition.v1.GetRunResponse
+	23, // 46: coalition.v1.SettlementService.ListRuns:output_type -> coalition.v1.ListRunsResponse
+	27, // 47: coalition.v1.SettlementService.GetStatement:output_type -> coalition.v1.GetStatementResponse
+	31, // 48: coalition.v1.SettlementService.GetPositions:output_type -> coalition.v1.GetPositionsResponse
+	34, // 49: coalition.v1.SettlementService.GetMatrix:output_type -> coalition.v1.GetMatrixResponse
+	38, // 50: coalition.v1.SettlementService.SubmitPartnerRecords:output_type -> coalition.v1.SubmitPartnerRecordsResponse
+	41, // 51: coalition.v1.SettlementService.GetReconciliation:output_type -> coalition.v1.GetReconciliationResponse
+	13, // 52: coalition.v1.SettlementService.ExportReport:output_type -> coalition.v1.ExportReportResponse
+	15, // 53: coalition.v1.SettlementService.VerifyStatement:output_type -> coalition.v1.VerifyStatementResponse
+	9,  // 54: coalition.v1.SettlementService.GetSettlementModel:output_type -> coalition.v1.GetSettlementModelResponse
+	11, // 55: coalition.v1.SettlementService.SetSettlementModel:output_type -> coalition.v1.SetSettlementModelResponse
+	7,  // 56: coalition.v1.SettlementService.PostAdjustment:output_type -> coalition.v1.PostAdjustmentResponse
+	44, // [44:57] is the sub-list for method output_type
+	31, // [31:44] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_coalition_v1_settlement_proto_init() }
@@ -2784,13 +3134,18 @@ func file_coalition_v1_settlement_proto_init() {
 	if File_coalition_v1_settlement_proto != nil {
 		return
 	}
+	file_coalition_v1_ledger_proto_init()
+	file_coalition_v1_settlement_proto_msgTypes[0].OneofWrappers = []any{
+		(*PostAdjustmentRequest_Award)(nil),
+		(*PostAdjustmentRequest_Reversal)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coalition_v1_settlement_proto_rawDesc), len(file_coalition_v1_settlement_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

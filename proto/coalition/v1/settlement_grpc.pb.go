@@ -31,6 +31,7 @@ const (
 	SettlementService_VerifyStatement_FullMethodName      = "/coalition.v1.SettlementService/VerifyStatement"
 	SettlementService_GetSettlementModel_FullMethodName   = "/coalition.v1.SettlementService/GetSettlementModel"
 	SettlementService_SetSettlementModel_FullMethodName   = "/coalition.v1.SettlementService/SetSettlementModel"
+	SettlementService_PostAdjustment_FullMethodName       = "/coalition.v1.SettlementService/PostAdjustment"
 )
 
 // SettlementServiceClient is the client API for SettlementService service.
@@ -69,6 +70,10 @@ type SettlementServiceClient interface {
 	// SetSettlementModel chooses the model for periods closed from now on. A period keeps the
 	// model it was closed under, so its re-runs stay identical.
 	SetSettlementModel(ctx context.Context, in *SetSettlementModelRequest, opts ...grpc.CallOption) (*SetSettlementModelResponse, error)
+	// PostAdjustment settles a reconciliation exception with a new ledger item on a partner's
+	// behalf: an award the ledger lacks, or a reversal of (part of) a transaction the partner
+	// does not recognise. It lands in the open period, like any late item.
+	PostAdjustment(ctx context.Context, in *PostAdjustmentRequest, opts ...grpc.CallOption) (*PostAdjustmentResponse, error)
 }
 
 type settlementServiceClient struct {
@@ -202,6 +207,16 @@ func (c *settlementServiceClient) SetSettlementModel(ctx context.Context, in *Se
 	return out, nil
 }
 
+func (c *settlementServiceClient) PostAdjustment(ctx context.Context, in *PostAdjustmentRequest, opts ...grpc.CallOption) (*PostAdjustmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PostAdjustmentResponse)
+	err := c.cc.Invoke(ctx, SettlementService_PostAdjustment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SettlementServiceServer is the server API for SettlementService service.
 // All implementations must embed UnimplementedSettlementServiceServer
 // for forward compatibility.
@@ -238,6 +253,10 @@ type SettlementServiceServer interface {
 	// SetSettlementModel chooses the model for periods closed from now on. A period keeps the
 	// model it was closed under, so its re-runs stay identical.
 	SetSettlementModel(context.Context, *SetSettlementModelRequest) (*SetSettlementModelResponse, error)
+	// PostAdjustment settles a reconciliation exception with a new ledger item on a partner's
+	// behalf: an award the ledger lacks, or a reversal of (part of) a transaction the partner
+	// does not recognise. It lands in the open period, like any late item.
+	PostAdjustment(context.Context, *PostAdjustmentRequest) (*PostAdjustmentResponse, error)
 	mustEmbedUnimplementedSettlementServiceServer()
 }
 
@@ -283,6 +302,9 @@ func (UnimplementedSettlementServiceServer) GetSettlementModel(context.Context, 
 }
 func (UnimplementedSettlementServiceServer) SetSettlementModel(context.Context, *SetSettlementModelRequest) (*SetSettlementModelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSettlementModel not implemented")
+}
+func (UnimplementedSettlementServiceServer) PostAdjustment(context.Context, *PostAdjustmentRequest) (*PostAdjustmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PostAdjustment not implemented")
 }
 func (UnimplementedSettlementServiceServer) mustEmbedUnimplementedSettlementServiceServer() {}
 func (UnimplementedSettlementServiceServer) testEmbeddedByValue()                           {}
@@ -510,6 +532,24 @@ func _SettlementService_SetSettlementModel_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SettlementService_PostAdjustment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PostAdjustmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SettlementServiceServer).PostAdjustment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SettlementService_PostAdjustment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SettlementServiceServer).PostAdjustment(ctx, req.(*PostAdjustmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SettlementService_ServiceDesc is the grpc.ServiceDesc for SettlementService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -560,6 +600,10 @@ var SettlementService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSettlementModel",
 			Handler:    _SettlementService_SetSettlementModel_Handler,
+		},
+		{
+			MethodName: "PostAdjustment",
+			Handler:    _SettlementService_PostAdjustment_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
