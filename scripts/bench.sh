@@ -228,7 +228,11 @@ goals=$(awk -v adb="$award_db" -v agw="$award_gw" -v acl="$award_cl" -v pgdb="$p
 	function verdict(ok) { return ok ? "met" : "**not met**" }
 	BEGIN {
 		printf "- award at %d clients ≥ 2× pgbench -N: %.2f× — %s\n", c, a32/pg32, verdict(a32 >= 2*pg32)
-		if (acpu + 0 > 0 && agw + acl > 0 && rcpu + 0 > 0) printf "  - CPU per award, all processes: %d µs, so %d CPUs allow at most %d awards/s (%.2f× pgbench -N) even 100%% busy; the gateway and its client alone take %d µs (at most %d/s, %.2f×); a replay, which writes nothing, takes %d µs (at most %d/s, %.2f×)\n", acpu, ncpu, aceil, aceil/pg32, agw+acl, ncpu*1e6/(agw+acl), ncpu*1e6/(agw+acl)/pg32, rcpu, rceil, rceil/pg32
+		if (acpu + 0 > 0 && agw + acl > 0 && rcpu + 0 > 0) {
+			printf "  - CPU per award, all processes: %d µs, so %d CPUs allow at most %d awards/s (%.2f× pgbench -N) even 100%% busy; a replay, which writes nothing, takes %d µs (at most %d/s, %.2f×)\n", acpu, ncpu, aceil, aceil/pg32, rcpu, rceil, rceil/pg32
+			budget = ncpu * 1e6 / (2 * pg32)
+			printf "  - at 2× (%d awards/s) an award may cost %d µs of CPU in all: beside the database'"'"'s %d µs that leaves %d µs for the gateway and its client, which take %d µs now\n", 2 * pg32, budget, adb, budget - adb, agw + acl
+		}
 		if (adb + 0 > 0 && pgdb + 0 > 0) printf "  - database CPU per award: %d µs, against %d µs per pgbench -N transaction: an award costs the database %.2f× what a pgbench -N transaction does\n", adb, pgdb, adb/pgdb
 		printf "- award p99 at %d clients < 25 ms: %.2f ms — %s\n", c, p99, verdict(p99 < 25)
 		if (pg1p50 != "nan") printf "- award p50 at 1 client within 0.5 ms of pgbench -N: %+.2f ms — %s\n", a1p50-pg1p50, verdict(a1p50-pg1p50 <= 0.5)
