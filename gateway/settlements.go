@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"sort"
 	"time"
 
@@ -48,6 +49,9 @@ type settlementService struct {
 	partners PartnerDirectory
 }
 
+// runKeyRE is what a RunSettlement idempotency key may be (the ledger's key alphabet).
+var runKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
 // maxRecordsPerSubmission bounds one reconciliation upload.
 const maxRecordsPerSubmission = 1_000_000
 
@@ -56,11 +60,17 @@ func (s *settlementService) RunSettlement(ctx context.Context, req *coalitionv1.
 	if req.GetCutoff() == nil || req.GetCutoff().CheckValid() != nil {
 		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "cutoff", Description: "is required (RFC 3339 timestamp)"}}}
 	}
+	if k := req.GetIdempotencyKey(); k != "" && !runKeyRE.MatchString(k) {
+		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "idempotency_key", Description: "must be 1-128 characters of [A-Za-z0-9._:-]"}}}
+	}
 	start := time.Now()
 	rec, err := s.store.Settle(ctx, settlement.SettleConfig{
-		Cutoff: req.GetCutoff().AsTime(), Now: s.now(), SafetyLag: s.safetyLag, Holder: s.holder,
+		Cutoff: req.GetCutoff().AsTime(), Now: s.now(), SafetyLag: s.safetyLag, Holder: s.holder, IdempotencyKey: req.GetIdempotencyKey(),
 		Progress: func(step string) { s.log.InfoContext(ctx, "settlement", "step", step) },
 	})
+	if err == nil && rec.Replayed {
+		return &coalitionv1.RunSettlementResponse{Run: runToProto(rec), Replayed: true}, nil
+	}
 	result := rec.Status
 	if err != nil {
 		result = "error"

@@ -10,6 +10,9 @@ type SettleConfig struct {
 	Holder    string        // lease holder name (replica id)
 	LeaseTTL  time.Duration // default 10 minutes
 	Progress  func(step string)
+	// IdempotencyKey, when set, makes the run once: a run stored with the key is returned
+	// (Replayed) instead of running again; the key with another cutoff is ErrIdempotencyKeyReused.
+	IdempotencyKey string
 }
 
 // RunRecord is a stored settlement run.
@@ -26,6 +29,8 @@ type RunRecord struct {
 	Transactions   int64
 	Late           int64
 	CreatedAt      time.Time
+	// Replayed: Settle returned the run an earlier call with the same idempotency key made.
+	Replayed bool
 }
 
 // PartnerRecord is one line of a partner's own books, for reconciliation.

@@ -15,13 +15,15 @@ import (
 
 func newSettleCmd(e *env) *cobra.Command {
 	var o clientOptions
-	var cutoff string
+	var cutoff, key string
 	cmd := &cobra.Command{
-		Use:   "settle --cutoff RFC3339",
+		Use:   "settle --cutoff RFC3339 [--key K]",
 		Short: "Close and settle the period ending at --cutoff (finance)",
 		Long: `settle asks the gateway to close the period (previous cutoff, cutoff] and settle it.
 A cutoff equal to a closed period's cutoff re-runs that period into a new run with identical
-statements. The run's checks are printed; a run that fails a check is stored as failed.`,
+statements. The run's checks are printed; a run that fails a check is stored as failed.
+With --key, the command is safe to repeat (after a lost connection, say): a key already used
+prints the run it made instead of running again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			at, err := time.Parse(time.RFC3339, cutoff)
@@ -36,9 +38,12 @@ statements. The run's checks are printed; a run that fails a check is stored as 
 			fmt.Fprintf(e.stderr, "settling (…, %s] at %s ...\n", at.UTC().Format(time.RFC3339), o.addr)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Minute)
 			defer cancel()
-			resp, err := coalitionv1.NewSettlementServiceClient(conn).RunSettlement(ctx, &coalitionv1.RunSettlementRequest{Cutoff: timestamppb.New(at)})
+			resp, err := coalitionv1.NewSettlementServiceClient(conn).RunSettlement(ctx, &coalitionv1.RunSettlementRequest{Cutoff: timestamppb.New(at), IdempotencyKey: key})
 			if err != nil {
 				return err
+			}
+			if resp.GetReplayed() {
+				fmt.Fprintf(e.stdout, "replayed: key %q made run %d earlier; nothing was run again\n", key, resp.GetRun().GetId())
 			}
 			printRun(e.stdout, resp.GetRun())
 			if resp.GetRun().GetStatus() != coalitionv1.RunStatus_RUN_STATUS_PUBLISHED {
@@ -49,6 +54,7 @@ statements. The run's checks are printed; a run that fails a check is stored as 
 	}
 	o.register(cmd, "finance")
 	cmd.Flags().StringVar(&cutoff, "cutoff", "", "end of the period, RFC 3339 (required)")
+	cmd.Flags().StringVar(&key, "key", "", "idempotency key: the same key runs once and then returns that run")
 	_ = cmd.MarkFlagRequired("cutoff")
 	cmd.AddCommand(newSettleModelCmd(e))
 	return cmd

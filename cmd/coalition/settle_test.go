@@ -321,7 +321,14 @@ func TestReconAdjustments(t *testing.T) {
 	// The run prices them: acme-air issued 1050 at 0.0100; bean-coffee pays 500 at 0.0120 and
 	// gets 100 of them back.
 	cutoff := time.Now().Add(time.Second).UTC().Truncate(time.Second).Format(time.RFC3339)
-	settleWhenAllowed(t, conn, cutoff)
+	settleWhenAllowed(t, append([]string{"--key", "nov-run"}, conn...), cutoff)
+	// The same key again (a retry after a lost answer) returns run 1 instead of running again.
+	if out := mustCLI(t, append([]string{"settle", "--cutoff", cutoff, "--key", "nov-run"}, conn...)...); !strings.Contains(out, `replayed: key "nov-run" made run 1`) {
+		t.Errorf("settle with a used key: %q, want run 1 replayed", out)
+	}
+	if _, err := cli(t, append([]string{"report", "positions", "--run", "2"}, conn...)...); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("report of run 2: %v, want not found: the replay must not run again", err)
+	}
 	positions := mustCLI(t, append([]string{"report", "positions", "--run", "1"}, conn...)...)
 	for _, want := range []string{"position,acme-air,10.50,0.00,-10.50", "position,bean-coffee,6.00,1.20,-4.80"} {
 		if !strings.Contains(positions, want) {

@@ -41,10 +41,21 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 		return settlement.RunRecord{}, fmt.Errorf("%w: %s is within the safety lag of %s", ErrCutoffTooRecent,
 			cfg.Cutoff.UTC().Format(time.RFC3339), cfg.SafetyLag)
 	}
+	if cfg.IdempotencyKey != "" {
+		if rec, found, err := s.runByKey(ctx, cfg); found || err != nil {
+			return rec, err
+		}
+	}
 	if err := s.acquireLease(ctx, cfg); err != nil {
 		return settlement.RunRecord{}, err
 	}
 	defer s.releaseLease(cfg.Holder)
+	if cfg.IdempotencyKey != "" {
+		// Again under the lease: a call with the key may have stored its run meanwhile.
+		if rec, found, err := s.runByKey(ctx, cfg); found || err != nil {
+			return rec, err
+		}
+	}
 	// The lease is renewed while the run lasts; if another replica takes it anyway (this one
 	// stalled past its expiry), the run stops, and storeRun stores nothing without it.
 	runCtx, lost := context.WithCancelCause(ctx)
@@ -56,6 +67,29 @@ func (s *Store) Settle(ctx context.Context, cfg settlement.SettleConfig) (settle
 	}
 	lost(nil)
 	return rec, err
+}
+
+// runByKey returns the run stored with cfg.IdempotencyKey (Replayed), if any; the key with
+// another cutoff is settlement.ErrIdempotencyKeyReused.
+func (s *Store) runByKey(ctx context.Context, cfg settlement.SettleConfig) (settlement.RunRecord, bool, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM settlement_runs WHERE idempotency_key = $1`, cfg.IdempotencyKey).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return settlement.RunRecord{}, false, nil
+	}
+	if err != nil {
+		return settlement.RunRecord{}, false, fmt.Errorf("look up run by key: %w", err)
+	}
+	rec, err := s.Run(ctx, id)
+	if err != nil {
+		return rec, false, err
+	}
+	if !rec.Cutoff.Equal(cfg.Cutoff) {
+		return settlement.RunRecord{}, false, fmt.Errorf("%w: key %q made run %d with cutoff %s", settlement.ErrIdempotencyKeyReused,
+			cfg.IdempotencyKey, rec.ID, rec.Cutoff.UTC().Format(time.RFC3339))
+	}
+	rec.Replayed = true
+	return rec, true, nil
 }
 
 // errLeaseLost is ErrRunInProgress for a run whose lease another replica took meanwhile.
@@ -135,7 +169,7 @@ func (s *Store) settle(ctx context.Context, cfg settlement.SettleConfig, progres
 		rec.Status = "failed"
 	}
 	progress("storing the run")
-	if err := s.storeRun(ctx, &rec, cfg.Holder); err != nil {
+	if err := s.storeRun(ctx, &rec, cfg.Holder, cfg.IdempotencyKey); err != nil {
 		return settlement.RunRecord{}, err
 	}
 	progress(fmt.Sprintf("run %d %s", rec.ID, rec.Status))
@@ -244,7 +278,7 @@ func (s *Store) SetSettlementModel(ctx context.Context, m settlement.Model) (set
 // storeRun assigns the next run id and writes the run with its lines and matrix, if holder
 // still holds the settlement lease (in the same transaction: a replica that took the lease
 // meanwhile stores its own run, not this one too).
-func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord, holder string) error {
+func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord, holder, key string) error {
 	checks, err := json.Marshal(rec.Checks)
 	if err != nil {
 		return err
@@ -263,10 +297,14 @@ func (s *Store) storeRun(ctx context.Context, rec *settlement.RunRecord, holder 
 			return err
 		}
 		var w writes
-		w.exec("insert run", 1, `INSERT INTO settlement_runs (id, period, model, status, currency, checks, operator_revenue, gross_total, netted_total, transactions, late_transactions, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		var runKey *string
+		if key != "" {
+			runKey = &key
+		}
+		w.exec("insert run", 1, `INSERT INTO settlement_runs (id, period, model, status, currency, checks, operator_revenue, gross_total, netted_total, transactions, late_transactions, created_at, idempotency_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			rec.ID, rec.Period, string(rec.Model), rec.Status, rec.Currency, checks,
-			res.OperatorRevenue.Text('f'), res.GrossTotal.Text('f'), res.NettedTotal.Text('f'), rec.Transactions, rec.Late, rec.CreatedAt)
+			res.OperatorRevenue.Text('f'), res.GrossTotal.Text('f'), res.NettedTotal.Text('f'), rec.Transactions, rec.Late, rec.CreatedAt, runKey)
 		for partner, lines := range res.Lines {
 			for i, l := range lines {
 				w.exec("insert line", 1, `INSERT INTO settlement_lines (run_id, partner_id, line_no, kind, counterparty, price_version, points, rate, amount, late, transactions)

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -154,6 +155,38 @@ func TestSettlementModelSwitchKeepsClosedPeriods(t *testing.T) {
 	}
 	if fmt.Sprint(rerun.Result.Lines) != fmt.Sprint(run1.Result.Lines) || fmt.Sprint(nets(rerun)) != fmt.Sprint(nets(run1)) {
 		t.Errorf("re-run of period 1 after the switch differs:\n%v\n%v", rerun.Result.Lines, run1.Result.Lines)
+	}
+}
+
+// A run with an idempotency key happens once: the same key returns that run (replayed), the key
+// with another cutoff is refused, and a run without a key is a re-run as before.
+func TestSettlementIdempotencyKey(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.seedTerms(t)
+	e.workedExample(t, "M-1")
+	cutoff := e.clock.Now().Add(time.Second)
+	e.clock.Advance(time.Hour)
+	settle := func(cutoff time.Time, key string) (settlement.RunRecord, error) {
+		return e.store.Settle(ctxFor(t), settlement.SettleConfig{Cutoff: cutoff, Now: e.clock.Now(), SafetyLag: time.Minute, Holder: "a", IdempotencyKey: key})
+	}
+	first, err := settle(cutoff, "run-2026-11")
+	if err != nil || first.Replayed {
+		t.Fatalf("first run: %+v %v", first.Replayed, err)
+	}
+	again, err := settle(cutoff, "run-2026-11")
+	if err != nil || !again.Replayed || again.ID != first.ID || fmt.Sprint(nets(again)) != fmt.Sprint(nets(first)) {
+		t.Fatalf("same key: run %d replayed %v (%v), want run %d replayed with the same nets", again.ID, again.Replayed, err, first.ID)
+	}
+	if _, err := settle(cutoff.Add(time.Second), "run-2026-11"); !errors.Is(err, settlement.ErrIdempotencyKeyReused) {
+		t.Errorf("same key, another cutoff: %v, want ErrIdempotencyKeyReused", err)
+	}
+	rerun, err := settle(cutoff, "")
+	if err != nil || rerun.Replayed || rerun.ID == first.ID {
+		t.Errorf("no key: run %d replayed %v (%v), want a new run", rerun.ID, rerun.Replayed, err)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctxFor(t), `SELECT count(*) FROM settlement_runs`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("runs stored: %d (%v), want 2", n, err)
 	}
 }
 

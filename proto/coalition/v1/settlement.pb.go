@@ -1253,9 +1253,13 @@ func (x *Run) GetLateTransactions() int64 {
 type RunSettlementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// End of the period; must be in the past by at least the server's safety lag.
-	Cutoff        *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cutoff *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
+	// Optional, 1-128 characters of [A-Za-z0-9._:-]: a request with a key already used returns
+	// the run it made (replayed) instead of running again, so a client may retry a call whose
+	// answer it lost. The same key with another cutoff is refused (IDEMPOTENCY_KEY_REUSED).
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunSettlementRequest) Reset() {
@@ -1295,11 +1299,20 @@ func (x *RunSettlementRequest) GetCutoff() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RunSettlementRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 // RunSettlementResponse carries the run.
 type RunSettlementResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run.
-	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// True when the run was made earlier by a request with the same idempotency key.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1339,6 +1352,13 @@ func (x *RunSettlementResponse) GetRun() *Run {
 		return x.Run
 	}
 	return nil
+}
+
+func (x *RunSettlementResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 // GetRunRequest names a run.
@@ -2863,11 +2883,13 @@ const file_coalition_v1_settlement_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\"\n" +
 	"\ftransactions\x18\r \x01(\x03R\ftransactions\x12+\n" +
-	"\x11late_transactions\x18\x0e \x01(\x03R\x10lateTransactions\"J\n" +
+	"\x11late_transactions\x18\x0e \x01(\x03R\x10lateTransactions\"s\n" +
 	"\x14RunSettlementRequest\x122\n" +
-	"\x06cutoff\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06cutoff\"<\n" +
+	"\x06cutoff\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06cutoff\x12'\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"X\n" +
 	"\x15RunSettlementResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.coalition.v1.RunR\x03run\"&\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.coalition.v1.RunR\x03run\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x03R\x05runId\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +

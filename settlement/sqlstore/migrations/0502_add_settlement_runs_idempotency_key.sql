@@ -1,0 +1,1 @@
+ALTER TABLE settlement_runs ADD COLUMN IF NOT EXISTS idempotency_key TEXT
