@@ -104,6 +104,7 @@ func checks(r Result, d PeriodData) []Check {
 	_, _ = money.Add(&sum, &sum, &r.OperatorRevenue)
 	out = append(out, Check{Name: "net positions + operator revenue = 0", Passed: sum.IsZero(),
 		Detail: fmt.Sprintf("sum %s", sum.Text('f'))})
+	out = append(out, paymentsCheck(r))
 	issued, redeemed := statementPoints(r)
 	lineage := map[string]int64{}
 	for _, g := range d.Lineage {
@@ -178,4 +179,57 @@ func Renet(r *Result) error {
 	r.Positions, r.Payments = nil, nil
 	r.OperatorRevenue, r.GrossTotal, r.NettedTotal = apd.Decimal{}, apd.Decimal{}, apd.Decimal{}
 	return net(r)
+}
+
+// paymentsCheck checks the payment instructions finance executes against the positions they
+// come from: at most one payment per partner, each equal to its net position in amount and
+// direction, and what flows into the clearing account minus what flows out of it equals the
+// operator's revenue. (Operator revenue is the negated sum of the positions, so the first check
+// holds by construction; this one tests the instructions themselves.)
+func paymentsCheck(r Result) Check {
+	c := Check{Name: "payments: one per partner at most, each its net, into clearing − out = operator revenue", Passed: true}
+	fail := func(format string, args ...any) {
+		if c.Passed {
+			c.Passed, c.Detail = false, fmt.Sprintf(format, args...)
+		}
+	}
+	nets := map[string]apd.Decimal{}
+	for _, p := range r.Positions {
+		nets[p.PartnerID] = p.Net
+	}
+	paid := map[string]bool{}
+	var clearing apd.Decimal
+	for _, pay := range r.Payments {
+		partner, signed := pay.To, pay.Amount // the clearing account pays the partner: +net
+		switch {
+		case pay.From == ClearingAccount && pay.To != ClearingAccount:
+			_, _ = money.Sub(&clearing, &clearing, &pay.Amount)
+		case pay.To == ClearingAccount && pay.From != ClearingAccount:
+			partner, signed = pay.From, negate(pay.Amount)
+			_, _ = money.Add(&clearing, &clearing, &pay.Amount)
+		default:
+			fail("payment %s -> %s does not go through the clearing account", pay.From, pay.To)
+			continue
+		}
+		if paid[partner] {
+			fail("%s has more than one payment", partner)
+		}
+		paid[partner] = true
+		net := nets[partner]
+		if signed.Cmp(&net) != 0 {
+			fail("%s's payment %s differs from its net position %s", partner, signed.Text('f'), net.Text('f'))
+		}
+	}
+	for p, net := range nets {
+		if !net.IsZero() && !paid[p] {
+			fail("%s has a net position of %s and no payment", p, net.Text('f'))
+		}
+	}
+	if clearing.Cmp(&r.OperatorRevenue) != 0 {
+		fail("into clearing − out = %s, operator revenue %s", clearing.Text('f'), r.OperatorRevenue.Text('f'))
+	}
+	if c.Passed {
+		c.Detail = fmt.Sprintf("%d payments, clearing keeps %s", len(r.Payments), clearing.Text('f'))
+	}
+	return c
 }

@@ -135,3 +135,34 @@ func TestRoundingHalfEvenOncePerLine(t *testing.T) {
 		}
 	}
 }
+
+// The payments check tests the instructions finance executes, not only the positions: a
+// payment with the wrong amount, a missing one, a doubled one or a wrong direction fails it.
+func TestPaymentsCheckCatchesBadInstructions(t *testing.T) {
+	r, err := Compute(ModelHub, workedExample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := paymentsCheck(r); !c.Passed {
+		t.Fatalf("payments of the worked example: %s", c.Detail)
+	}
+	tamper := map[string]func(r *Result){
+		"amount":    func(r *Result) { r.Payments[0].Amount.SetFinite(1, -2) },
+		"missing":   func(r *Result) { r.Payments = r.Payments[1:] },
+		"doubled":   func(r *Result) { r.Payments = append(r.Payments, r.Payments[0]) },
+		"direction": func(r *Result) { r.Payments[0].From, r.Payments[0].To = r.Payments[0].To, r.Payments[0].From },
+		"bypass":    func(r *Result) { r.Payments[0].To = "city-fuel" },
+	}
+	for name, f := range tamper {
+		bad, err := Compute(ModelHub, workedExample(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(&bad)
+		if c := paymentsCheck(bad); c.Passed {
+			t.Errorf("%s: payments check passed with %+v", name, bad.Payments)
+		} else {
+			t.Logf("%s: %s", name, c.Detail)
+		}
+	}
+}
