@@ -43,7 +43,7 @@ func (s *settlementService) PostAdjustment(ctx context.Context, req *coalitionv1
 	case req.GetAward() == nil && rev == nil:
 		bad("adjustment", "is required: award or reversal")
 	case rev != nil && (rev.GetTransactionId() == "") == (rev.GetReference() == ""):
-		bad("reversal", "give transaction_id or reference (with member_id), not both")
+		bad("reversal", "give exactly one of transaction_id and reference (with member_id)")
 	case rev != nil && rev.GetReference() != "" && rev.GetMemberId() == "":
 		bad("reversal.member_id", "is required with reversal.reference")
 	}
