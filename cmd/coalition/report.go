@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +35,66 @@ func newReportCmd(e *env) *cobra.Command {
 		newReportKindCmd(e, "recon", "Reconciliation exceptions and matches of a partner", coalitionv1.ReportKind_REPORT_KIND_RECONCILIATION, true),
 		newReportVerifyCmd(e),
 		newReportLiabilityCmd(e),
+		newReportRunsCmd(e),
 	)
+	return cmd
+}
+
+// runsColumns is the header of `coalition report runs`.
+var runsColumns = []string{"run", "period", "previous_cutoff", "cutoff", "model", "status", "currency", "transactions",
+	"late_transactions", "operator_revenue", "gross_total", "netted_total", "created_at"}
+
+// newReportRunsCmd is `coalition report runs`: the latest runs, newest first.
+func newReportRunsCmd(e *env) *cobra.Command {
+	var o clientOptions
+	var format string
+	cmd := &cobra.Command{
+		Use:   "runs",
+		Short: "The latest settlement runs (up to 100), newest first: period, model, status and totals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "csv" && format != "json" {
+				return fmt.Errorf("--format %q: want csv or json", format)
+			}
+			return o.with(func(conn *grpc.ClientConn) error {
+				resp, err := coalitionv1.NewSettlementServiceClient(conn).ListRuns(cmd.Context(), &coalitionv1.ListRunsRequest{})
+				if err != nil {
+					return err
+				}
+				rows := make([]map[string]string, 0, len(resp.GetRuns()))
+				for _, r := range resp.GetRuns() {
+					rows = append(rows, map[string]string{
+						"run": strconv.FormatInt(r.GetId(), 10), "period": strconv.FormatInt(r.GetPeriod(), 10),
+						"previous_cutoff": r.GetPreviousCutoff().AsTime().UTC().Format(time.RFC3339),
+						"cutoff":          r.GetCutoff().AsTime().UTC().Format(time.RFC3339),
+						"model":           modelName(r.GetModel()), "status": strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "RUN_STATUS_")),
+						"currency": r.GetCurrency(), "transactions": strconv.FormatInt(r.GetTransactions(), 10),
+						"late_transactions": strconv.FormatInt(r.GetLateTransactions(), 10), "operator_revenue": r.GetOperatorRevenue(),
+						"gross_total": r.GetGrossTotal(), "netted_total": r.GetNettedTotal(),
+						"created_at": r.GetCreatedAt().AsTime().UTC().Format(time.RFC3339Nano),
+					})
+				}
+				if format == "json" {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(rows)
+				}
+				w := csv.NewWriter(e.stdout)
+				_ = w.Write(runsColumns)
+				for _, row := range rows {
+					line := make([]string, len(runsColumns))
+					for i, c := range runsColumns {
+						line[i] = row[c]
+					}
+					_ = w.Write(line)
+				}
+				w.Flush()
+				return w.Error()
+			})
+		},
+	}
+	o.register(cmd, "finance")
+	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
 	return cmd
 }
 

@@ -171,6 +171,12 @@ func TestSettlementCLIWorkedExample(t *testing.T) {
 	if rerun != string(original) {
 		t.Errorf("re-run statement differs:\nrun 1:\n%s\nrun 2:\n%s", original, rerun)
 	}
+	runs := mustCLI(t, append([]string{"report", "runs"}, conn...)...)
+	lines := strings.Split(strings.TrimSpace(runs), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "run,period,previous_cutoff,cutoff,model,status") ||
+		!strings.HasPrefix(lines[1], "2,1,") || !strings.Contains(lines[1], ",hub,published,EUR,3,0,5.80,") || !strings.HasPrefix(lines[2], "1,1,") {
+		t.Errorf("report runs: want a header, run 2 then run 1 of period 1 (hub, published, 5.80):\n%s", runs)
+	}
 	mustCLI(t, append([]string{"report", "verify", "--run", "1", "--partner", "acme-air", file}, conn...)...)
 	tampered := filepath.Join(dir, "tampered.csv")
 	if err := os.WriteFile(tampered, bytes.Replace(original, []byte("-10.00"), []byte("-1.00"), 1), 0o644); err != nil {
