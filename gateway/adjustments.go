@@ -13,9 +13,6 @@ import (
 // the partner's idempotency records.
 const adjustmentKeyPrefix = "adj:"
 
-// maxIdempotencyKeyLen is the ledger's bound on keys (settlement.Validate).
-const maxIdempotencyKeyLen = 128
-
 // maxAdjustmentReasonLen leaves room for the "adjustment: " a reversal's reason starts with.
 const maxAdjustmentReasonLen = settlement.MaxReasonLen - len("adjustment: ")
 
@@ -26,8 +23,8 @@ const maxAdjustmentReasonLen = settlement.MaxReasonLen - len("adjustment: ")
 func (s *settlementService) PostAdjustment(ctx context.Context, req *coalitionv1.PostAdjustmentRequest) (*coalitionv1.PostAdjustmentResponse, error) {
 	var v []settlement.FieldViolation
 	bad := func(field, desc string) { v = append(v, settlement.FieldViolation{Field: field, Description: desc}) }
-	if n := len(req.GetIdempotencyKey()); n == 0 || n > maxIdempotencyKeyLen-len(adjustmentKeyPrefix) {
-		bad("idempotency_key", "must be 1-"+strconv.Itoa(maxIdempotencyKeyLen-len(adjustmentKeyPrefix))+" characters of [A-Za-z0-9._:-]")
+	if n := len(req.GetIdempotencyKey()); n == 0 || n > settlement.MaxIdempotencyKeyLen-len(adjustmentKeyPrefix) {
+		bad("idempotency_key", "must be 1-"+strconv.Itoa(settlement.MaxIdempotencyKeyLen-len(adjustmentKeyPrefix))+" characters of [A-Za-z0-9._:-]")
 	}
 	if req.GetPartnerId() == "" {
 		bad("partner_id", "is required")

@@ -159,3 +159,17 @@ func ReasonOf(err error) string {
 	}
 	return ""
 }
+
+// RetryDelayOf returns the RetryInfo delay of a status error, or 0 without one.
+func RetryDelayOf(err error) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}

@@ -46,11 +46,16 @@ func (r PartnerRate) validate(what string) error {
 	return nil
 }
 
-func (r PartnerRate) bucket() *rate.Limiter {
+// burst is Burst, or PerSecond when Burst is 0.
+func (r PartnerRate) burst() int {
 	if r.Burst == 0 {
-		r.Burst = r.PerSecond
+		return r.PerSecond
 	}
-	return rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
+	return r.Burst
+}
+
+func (r PartnerRate) bucket() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(r.PerSecond), r.burst())
 }
 
 // Validate reports a negative rate or burst, a burst without a rate, or an override that
@@ -131,15 +136,12 @@ func (l *partnerLimiter) admit(partner string) (time.Duration, bool) {
 func (l *partnerLimiter) refusal(partner string, wait time.Duration) *status.Status {
 	wait = wait.Round(time.Millisecond) + time.Millisecond
 	pr, _ := l.cfg.of(partner)
-	if pr.Burst == 0 {
-		pr.Burst = pr.PerSecond
-	}
 	st := withInfo(codes.ResourceExhausted,
-		fmt.Sprintf("partner %s is over its rate limit of %d calls/s (burst %d) on this gateway: retry in %s", partner, pr.PerSecond, pr.Burst, wait),
+		fmt.Sprintf("partner %s is over its rate limit of %d calls/s (burst %d) on this gateway: retry in %s", partner, pr.PerSecond, pr.burst(), wait),
 		ReasonRateLimited, map[string]string{
 			"partner":          partner,
 			"limit_per_second": strconv.Itoa(pr.PerSecond),
-			"burst":            strconv.Itoa(pr.Burst),
+			"burst":            strconv.Itoa(pr.burst()),
 		})
 	if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
 		st = with

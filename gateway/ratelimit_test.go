@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 
@@ -37,12 +36,7 @@ func TestPartnerRateLimit(t *testing.T) {
 	if info := errorInfo(st); info.GetMetadata()["partner"] != gatewaytest.AcmeAir || info.GetMetadata()["limit_per_second"] != "1" || info.GetMetadata()["burst"] != "3" {
 		t.Errorf("ErrorInfo metadata %v: want the partner, its rate and burst", info.GetMetadata())
 	}
-	var wait time.Duration
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			wait = ri.GetRetryDelay().AsDuration()
-		}
-	}
+	wait := gateway.RetryDelayOf(err)
 	if wait <= 0 || wait > time.Second+time.Millisecond {
 		t.Fatalf("RetryInfo delay %s: want (0, 1s]", wait)
 	}

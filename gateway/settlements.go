@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"sort"
 	"time"
 
@@ -49,9 +48,6 @@ type settlementService struct {
 	partners PartnerDirectory
 }
 
-// runKeyRE is what a RunSettlement idempotency key may be (the ledger's key alphabet).
-var runKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
 // maxRecordsPerSubmission bounds one reconciliation upload.
 const maxRecordsPerSubmission = 1_000_000
 
@@ -60,8 +56,10 @@ func (s *settlementService) RunSettlement(ctx context.Context, req *coalitionv1.
 	if req.GetCutoff() == nil || req.GetCutoff().CheckValid() != nil {
 		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "cutoff", Description: "is required (RFC 3339 timestamp)"}}}
 	}
-	if k := req.GetIdempotencyKey(); k != "" && !runKeyRE.MatchString(k) {
-		return nil, &settlement.ValidationError{Violations: []settlement.FieldViolation{{Field: "idempotency_key", Description: "must be 1-128 characters of [A-Za-z0-9._:-]"}}}
+	if k := req.GetIdempotencyKey(); k != "" {
+		if err := settlement.ValidateIdempotencyKey(k); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	rec, err := s.store.Settle(ctx, settlement.SettleConfig{

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -97,12 +96,9 @@ func requireUnavailable(t *testing.T, err error) {
 	if st.Code() != codes.Unavailable || gateway.ReasonOf(err) != "PARTNER_UNAVAILABLE" {
 		t.Fatalf("got %v, want UNAVAILABLE PARTNER_UNAVAILABLE", err)
 	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
-			return
-		}
+	if gateway.RetryDelayOf(err) <= 0 {
+		t.Fatalf("UNAVAILABLE without a RetryInfo: %v", st.Details())
 	}
-	t.Fatalf("UNAVAILABLE without a RetryInfo: %v", st.Details())
 }
 
 // p99 returns the 99th percentile of ds.

@@ -61,18 +61,19 @@ const (
 
 // Limits on commands. They bound what one request can do to the books.
 const (
-	MaxPointsPerCommand = 1_000_000_000
-	MaxReferenceLen     = 128
-	MaxReasonLen        = 256
-	MaxMetadataEntries  = 16
-	MaxMetadataKeyLen   = 64
-	MaxMetadataValueLen = 256
-	MaxFutureSkew       = 5 * time.Minute
-	DefaultHoldTTL      = 15 * time.Minute
-	MinHoldTTL          = time.Second
-	MaxHoldTTL          = 7 * 24 * time.Hour
-	DefaultPageSize     = 50
-	MaxPageSize         = 500
+	MaxPointsPerCommand  = 1_000_000_000
+	MaxIdempotencyKeyLen = 128 // idempotencyKeyRE
+	MaxReferenceLen      = 128
+	MaxReasonLen         = 256
+	MaxMetadataEntries   = 16
+	MaxMetadataKeyLen    = 64
+	MaxMetadataValueLen  = 256
+	MaxFutureSkew        = 5 * time.Minute
+	DefaultHoldTTL       = 15 * time.Minute
+	MinHoldTTL           = time.Second
+	MaxHoldTTL           = 7 * 24 * time.Hour
+	DefaultPageSize      = 50
+	MaxPageSize          = 500
 )
 
 // Command is one mutating request from a partner. Which fields matter depends on Op; the

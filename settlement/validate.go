@@ -47,6 +47,16 @@ func Validate(cmd Command, now time.Time) error {
 	return v.orNil()
 }
 
+// ValidateIdempotencyKey checks a key outside a ledger command (a settlement run's, say) by the
+// ledger's rule for keys.
+func ValidateIdempotencyKey(key string) error {
+	var v ValidationError
+	if !idempotencyKeyRE.MatchString(key) {
+		v.add("idempotency_key", "must be 1-%d characters of [A-Za-z0-9._:-]", MaxIdempotencyKeyLen)
+	}
+	return v.orNil()
+}
+
 // ValidateMemberID checks a member id used by a read.
 func ValidateMemberID(memberID string) error {
 	var v ValidationError

@@ -181,8 +181,12 @@ func newCampaignStatusCmd(e *env, verb string, status coalitionv1.CampaignStatus
 	return cmd
 }
 
-func statusWord(s coalitionv1.CampaignStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "CAMPAIGN_STATUS_"))
+func statusWord(s coalitionv1.CampaignStatus) string { return enumWord(s, "CAMPAIGN_STATUS_") }
+
+// enumWord is a proto enum value as a CLI word: its name without prefix, lower case
+// (RUN_STATUS_PUBLISHED → "published").
+func enumWord(e fmt.Stringer, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(e.String(), prefix))
 }
 
 // printCampaign writes a campaign as "field: value" lines.

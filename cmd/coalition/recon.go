@@ -113,7 +113,7 @@ shows up in the next run. --key makes it safe to repeat: the same key books it o
 				replayed = " (replayed: booked earlier with this key)"
 			}
 			fmt.Fprintf(e.stdout, "adjustment %s: %s of %d points for %s, member %s, reference %q%s\n",
-				t.GetId(), strings.ToLower(strings.TrimPrefix(t.GetKind().String(), "TRANSACTION_KIND_")), t.GetPoints(), req.GetPartnerId(), t.GetMemberId(), t.GetReference(), replayed)
+				t.GetId(), enumWord(t.GetKind(), "TRANSACTION_KIND_"), t.GetPoints(), req.GetPartnerId(), t.GetMemberId(), t.GetReference(), replayed)
 			return nil
 		})
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,7 +66,7 @@ func newReportRunsCmd(e *env) *cobra.Command {
 						"run": strconv.FormatInt(r.GetId(), 10), "period": strconv.FormatInt(r.GetPeriod(), 10),
 						"previous_cutoff": r.GetPreviousCutoff().AsTime().UTC().Format(time.RFC3339),
 						"cutoff":          r.GetCutoff().AsTime().UTC().Format(time.RFC3339),
-						"model":           modelName(r.GetModel()), "status": strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "RUN_STATUS_")),
+						"model":           modelName(r.GetModel()), "status": enumWord(r.GetStatus(), "RUN_STATUS_"),
 						"currency": r.GetCurrency(), "transactions": strconv.FormatInt(r.GetTransactions(), 10),
 						"late_transactions": strconv.FormatInt(r.GetLateTransactions(), 10), "operator_revenue": r.GetOperatorRevenue(),
 						"gross_total": r.GetGrossTotal(), "netted_total": r.GetNettedTotal(),

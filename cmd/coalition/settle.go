@@ -111,14 +111,7 @@ its re-runs stay identical.`,
 	return cmd
 }
 
-func modelName(m coalitionv1.SettlementModel) string {
-	for name, v := range settlementModels {
-		if v == m {
-			return name
-		}
-	}
-	return m.String()
-}
+func modelName(m coalitionv1.SettlementModel) string { return enumWord(m, "SETTLEMENT_MODEL_") }
 
 func printRun(w io.Writer, r *coalitionv1.Run) {
 	fmt.Fprintf(w, "run %d: period %d (%s, %s], model %s, %s\n", r.GetId(), r.GetPeriod(),

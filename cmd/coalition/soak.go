@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -656,7 +656,7 @@ func (s *soak) resolve(ctx context.Context, op soakOp) (outcome, bool) {
 			s.res.RateLimited++
 			s.mu.Unlock()
 			select {
-			case <-time.After(retryInfoDelay(err, backoff)):
+			case <-time.After(cmp.Or(gateway.RetryDelayOf(err), backoff)):
 			case <-ctx.Done():
 			}
 			continue
@@ -812,14 +812,4 @@ func soakFreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// retryInfoDelay is the RetryInfo delay of a status error, or def without one.
-func retryInfoDelay(err error, def time.Duration) time.Duration {
-	for _, d := range status.Convert(err).Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
-			return ri.GetRetryDelay().AsDuration()
-		}
-	}
-	return def
 }
